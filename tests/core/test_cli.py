@@ -1,0 +1,79 @@
+"""The whoopadmin command: staff accounts from the CLI, with bad arguments refused."""
+
+import pytest
+from sqlalchemy import select
+
+from whoopadmin.audit import AuditEvent
+from whoopadmin.auth.models import StaffUser
+from whoopadmin.extensions import db
+
+
+def test_users_create_from_stdin(app, runner):
+    result = runner.invoke(
+        args=["users", "create", "First@Example.com", "--role", "operator", "--password-stdin"],
+        input="a-good-long-password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created operator first@example.com" in result.output
+    assert "a-good-long-password" not in result.output
+    with app.app_context():
+        user = db.session.scalar(select(StaffUser))
+        assert user.email == "first@example.com" and user.role == "operator"
+        assert user.check_password("a-good-long-password")
+        event = db.session.scalar(select(AuditEvent))
+        assert (event.actor, event.action) == ("cli", "staff.create")
+
+
+def test_users_create_with_prompt(app, runner):
+    result = runner.invoke(
+        args=["users", "create", "s@example.com", "--role", "support"],
+        input="prompted-password\nprompted-password\n",
+    )
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(args=["users", "list"])
+    assert "s@example.com\tsupport\tactive" in listed.output
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["bad-email", "--role", "operator"], "a-good-long-password\n", "Not a valid e-mail"),
+        (
+            ["a@example.com", "--role", "admin"],
+            "a-good-long-password\n",
+            "Invalid value for '--role'",
+        ),
+        (["a@example.com"], "a-good-long-password\n", "Missing option '--role'"),
+        (["a@example.com", "--role", "operator"], "short\n", "at least 10"),
+        (["a@example.com", "--role", "operator"], "", "no password on standard input"),
+    ],
+)
+def test_users_create_bad_arguments(app, runner, args, stdin, message):
+    result = runner.invoke(args=["users", "create", *args, "--password-stdin"], input=stdin)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(StaffUser.id))) == 0
+
+
+def test_users_create_duplicate_keeps_the_original(app, runner):
+    args = ["users", "create", "a@example.com", "--role", "operator", "--password-stdin"]
+    assert runner.invoke(args=args, input="first-password-1\n").exit_code == 0
+    again = runner.invoke(args=args, input="second-password-2\n")
+    assert again.exit_code == 1 and "already exists" in again.output
+    with app.app_context():
+        assert db.session.scalar(select(StaffUser)).check_password("first-password-1")
+
+
+def test_demo_seeds_accounts_once(app):
+    from whoopadmin.auth import service
+    from whoopadmin.demo import DEMO_ACCOUNTS, seed_accounts
+
+    with app.app_context():
+        seed_accounts()
+        seed_accounts()  # a second run reuses what is there
+        for email, role, password in DEMO_ACCOUNTS:
+            user = service.authenticate(email, password)
+            assert user is not None and user.role == role
+        assert db.session.scalar(select(db.func.count(StaffUser.id))) == len(DEMO_ACCOUNTS)

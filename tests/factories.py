@@ -1,0 +1,36 @@
+"""Plain functions that create rows for tests (call inside an app context)."""
+
+from __future__ import annotations
+
+from whoopadmin.auth.models import StaffUser
+from whoopadmin.extensions import db
+from whoopadmin.setup.models import Connection
+
+PASSWORDS = {"operator": "operator-password", "support": "support-password"}
+
+
+def make_user(role: str = "operator", email: str | None = None, **overrides) -> StaffUser:
+    """Create a staff user whose password is ``PASSWORDS[role]`` unless given."""
+    password = overrides.pop("password", PASSWORDS[role])
+    user = StaffUser(email=email or f"{role}@example.com", role=role, **overrides)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def make_connection(**overrides) -> Connection:
+    """Create a connection with credentials (sealed by the model)."""
+    secret = overrides.pop("client_secret", "sk-test-client-secret-3f9a")
+    values = {
+        "environment": "production",
+        "display_name": "Acme Health",
+        "client_id": "client-abc",
+        "hostname": "whoop.acme.com",
+    }
+    values.update(overrides)
+    connection = Connection(**values)
+    connection.client_secret = secret
+    db.session.add(connection)
+    db.session.commit()
+    return connection

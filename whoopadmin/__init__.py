@@ -1,0 +1,66 @@
+"""whoopadmin: a self-hosted admin dashboard for WHOOP bring-your-own-credentials connections."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the whoopadmin app: defaults → instance/config.py → WHOOPADMIN_* env → test_config."""
+    from whoopadmin import config, errors, extensions, models, redisconn, web
+
+    test_config = dict(test_config or {})
+    instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get(
+        "WHOOPADMIN_INSTANCE_PATH"
+    )
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_relative_config=True,
+        instance_path=str(Path(instance_path).resolve()) if instance_path else None,
+    )
+    app.config.from_mapping(config.DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("WHOOPADMIN")
+    app.config.from_mapping(test_config)
+    config.finalise(app)
+    app.config["REDIS_URL"] = redisconn.resolve_url(app)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI", redisconn.limiter_storage_uri(app.config["REDIS_URL"])
+    )
+
+    assert models.__all__  # every table is known before the first query or migration
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(
+        app, extensions.db, directory=str(PACKAGE / "migrations"), render_as_batch=True
+    )
+    extensions.login_manager.init_app(app)
+    extensions.csrf.init_app(app)
+    extensions.bootstrap.init_app(app)
+    extensions.limiter.init_app(app)
+
+    web.init_app(app)
+    errors.init_app(app)
+    _register_blueprints(app)
+
+    from whoopadmin.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from whoopadmin.auth.views import bp as auth_bp
+    from whoopadmin.main.views import bp as main_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp)

@@ -1,0 +1,49 @@
+"""The audit log: who changed what, and when."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from whoopadmin.extensions import db
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class AuditEvent(db.Model):
+    """One staff (or CLI) action that changed something."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    # Kept as text too, so the log still reads after a user is renamed or removed.
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def record(actor, action: str, target=None, **details: Any) -> AuditEvent:
+    """Add an audit row to the session (the caller commits with its own change).
+
+    ``actor`` is a staff user or a label such as ``"cli"``; ``details`` must hold no secret.
+    """
+    event = AuditEvent(
+        actor_id=getattr(actor, "id", None),
+        actor=getattr(actor, "email", None) or str(actor),
+        action=action,
+        target_type=getattr(target, "__tablename__", None) if target is not None else None,
+        target_id=str(target.id) if target is not None and getattr(target, "id", None) else None,
+        details=details,
+    )
+    db.session.add(event)
+    return event

@@ -1,0 +1,50 @@
+"""Forms for sign-in and staff management."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from whoopadmin.auth.models import ROLES
+
+ROLE_CHOICES = [SelectChoice(role, role.capitalize()) for role in ROLES]
+
+
+class LoginForm(FlaskForm):
+    """E-mail and password."""
+
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Sign in")
+
+
+class NewStaffForm(FlaskForm):
+    """A new staff account."""
+
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Create account")
+
+
+class RoleForm(FlaskForm):
+    """Change a staff user's role."""
+
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    submit = SubmitField("Change role")
+
+
+class PasswordResetForm(FlaskForm):
+    """Set a new password for a staff user."""
+
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField(
+        "Repeat the password", validators=[EqualTo("password", message="The passwords differ.")]
+    )
+    submit = SubmitField("Set password")
+
+
+class ActionForm(FlaskForm):
+    """A button that only carries the CSRF token (activate, deactivate, sign out)."""

@@ -1,0 +1,66 @@
+"""Styled error pages (HTML) and JSON errors (API): never a stack trace."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Service unavailable",
+}
+
+
+def wants_json() -> bool:
+    """Return whether the caller is a program (API, health checks) rather than a browser."""
+    if request.path.startswith(("/api/", "/hooks/", "/internal/", "/healthz", "/readyz")):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and not request.accept_mimetypes.accept_html
+
+
+def render_error(code: int, message: str, retry_after: int | None = None):
+    """Return an error response in the form the caller expects."""
+    title = TITLES.get(code, "Error")
+    if wants_json():
+        body = jsonify(error=title.lower().replace(" ", "_"), message=message)
+    else:
+        body = render_template("errors/error.html", code=code, title=title, message=message)
+    response = make_response(body, code)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _http_error(exc: HTTPException):
+    if exc.code == 429:
+        message = "Too many attempts. Wait a minute, then try again."
+        return render_error(429, message, retry_after=60)
+    description = exc.description if exc.code and exc.code < 500 else None
+    return render_error(exc.code or 500, description or TITLES.get(exc.code or 500, "Error"))
+
+
+def _csrf_error(exc: CSRFError):
+    return render_error(
+        400, "The form had expired or was not sent from this site. Reload the page and try again."
+    )
+
+
+def _server_error(exc: Exception):
+    return render_error(
+        500, "An unexpected error occurred. It has been logged; nothing you saved was lost."
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers on ``app``."""
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _server_error)

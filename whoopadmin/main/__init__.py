@@ -1,0 +1,1 @@
+"""The dashboard home page and the health endpoints."""

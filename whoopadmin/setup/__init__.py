@@ -1,0 +1,1 @@
+"""The BYO setup: connections (one WHOOP app per environment) and the wizard."""
