@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import current_app
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from whoopadmin import create_app
