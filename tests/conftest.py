@@ -12,7 +12,7 @@ import redis
 import sqlalchemy as sa
 from jinja2 import StrictUndefined
 
-from tests.helpers import csrf_from, reset_schema
+from tests.helpers import csrf_from, reset_schema, zone
 from whoopadmin import create_app
 from whoopadmin.crypto import generate_key
 from whoopadmin.extensions import db
@@ -131,13 +131,6 @@ def make_app(tmp_path, database_url, redis_url, encryption_key):
 
 
 @pytest.fixture
-def app(make_app):
-    app = make_app()
-    reset_schema(app)
-    return app
-
-
-@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -170,3 +163,165 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+# --------------------------------------------------------------------------- WHOOP and DNS
+
+CNAME_TARGET = "edge.whoopadmin.test"
+VALIDATION_DOMAIN = "acme-dns.whoopadmin.test"
+OUR_ZONE = zone("whoopadmin.test", "edge A 127.0.0.10\nacme-dns NS ns1.whoopadmin.test.\n")
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The WHOOP sandbox over real HTTP on loopback, for the whole run."""
+    from whoopadmin.sandbox.server import SandboxServer
+
+    with SandboxServer(seed=7) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dns_server():
+    """A real authoritative DNS server on loopback serving our zone and acme.test."""
+    from whoopadmin.domains import DNSServer
+
+    server = DNSServer({"whoopadmin.test": OUR_ZONE, "acme.test": zone("acme.test")}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns(dns_server):
+    """The DNS server with acme.test reset to an empty zone and no faults."""
+    dns_server.load_zone(zone("acme.test"), origin="acme.test")
+    dns_server.clear_faults()
+    return dns_server
+
+
+@pytest.fixture
+def wizard_config(sandbox, dns):
+    """Settings that point whoopadmin at the sandbox and the loopback DNS server."""
+    return {
+        "WHOOP_AUTH_URL": sandbox.auth_url,
+        "WHOOP_TOKEN_URL": sandbox.token_url,
+        "WHOOP_API_BASE": sandbox.api_base,
+        "WHOOP_TIMEOUT": 5,
+        "DNS_NAMESERVERS": f"127.0.0.1:{dns.port}",
+        "DNS_TIMEOUT": 0.5,
+        "CNAME_TARGET": CNAME_TARGET,
+        "VALIDATION_DOMAIN": VALIDATION_DOMAIN,
+    }
+
+
+@pytest.fixture
+def app(make_app, wizard_config):
+    app = make_app(**wizard_config)
+    reset_schema(app)
+    return app
+
+
+def run_jobs(app, queues=("domains",)) -> None:
+    """Run every queued job in this process, as a worker would (burst mode)."""
+    from rq import SimpleWorker
+
+    from whoopadmin.jobs import make_worker
+
+    make_worker(app, queues, worker_class=SimpleWorker).work(burst=True)
+
+
+class Wizard:
+    """Drive the setup wizard through the test client, as an operator's browser would."""
+
+    def __init__(self, app, client, sandbox, dns):
+        self.app, self.client, self.sandbox, self.dns = app, client, sandbox, dns
+
+    def post(self, path, data=None, page=None):
+        token = csrf_from(self.client.get(page or path).get_data(as_text=True))
+        return self.client.post(path, data={**(data or {}), "csrf_token": token})
+
+    def create(self, environment="production", display_name="Acme Health"):
+        return self.post("/setup/new", {"environment": environment, "display_name": display_name})
+
+    def whoop_app(self, environment="production", hostname="whoop.acme.test"):
+        """Register a WHOOP app at the sandbox for this connection's redirect URL."""
+        return self.sandbox.state.create_app(
+            redirect_uris=[f"https://{hostname}/auth/whoop/oauth2"],
+            webhook_urls=[f"https://{hostname}/hooks/whoop/push"],
+        )
+
+    def credentials(self, environment, client_id, client_secret, **extra):
+        data = {"client_id": client_id, "client_secret": client_secret, **extra}
+        return self.post(f"/setup/{environment}/credentials", data)
+
+    def verify(self, environment):
+        return self.post(
+            f"/setup/{environment}/credentials/verify", page=f"/setup/{environment}/credentials"
+        )
+
+    def subdomain(self, environment, hostname):
+        return self.post(f"/setup/{environment}/subdomain", {"hostname": hostname})
+
+    def connection(self, environment):
+        from whoopadmin.setup.models import Connection
+
+        with self.app.app_context():
+            c = db.session.scalar(
+                sa.select(Connection).where(Connection.environment == environment)
+            )
+            if c is not None:
+                db.session.expunge(c)
+            return c
+
+    def publish_records(self, environment, body_extra=""):
+        """Put the correct routing and validation records into acme.test."""
+        c = self.connection(environment)
+        label = c.hostname.removesuffix(".acme.test")
+        body = (
+            f"{label} CNAME {CNAME_TARGET}.\n"
+            f"_acme-challenge.{label} CNAME {c.validation_token}.{VALIDATION_DOMAIN}.\n"
+            + body_extra
+        )
+        self.dns.load_zone(zone("acme.test", body), origin="acme.test")
+
+    def check_dns(self, environment):
+        response = self.post(f"/setup/{environment}/dns/check", page=f"/setup/{environment}/dns")
+        run_jobs(self.app)
+        return response
+
+    def complete(self, environment="production", hostname="whoop.acme.test"):
+        """Run every step; return the sandbox app the connection uses."""
+        whoop_app = self.whoop_app(environment, hostname)
+        self.create(environment)
+        self.credentials(environment, whoop_app.client_id, whoop_app.client_secret)
+        self.verify(environment)
+        self.subdomain(environment, hostname)
+        self.publish_records(environment)
+        run_jobs(self.app)
+        self.post(f"/setup/{environment}/whoop")
+        response = self.post(f"/setup/{environment}/go-live")
+        assert response.headers["Location"] == f"/setup/{environment}/go-live", response.data
+        return whoop_app
+
+
+@pytest.fixture
+def operator_client(app, client, auth):
+    """A client signed in as an operator."""
+    from tests.factories import make_user
+
+    with app.app_context():
+        make_user("operator")
+    auth.login()
+    return client
+
+
+@pytest.fixture
+def wizard(app, operator_client, sandbox, dns):
+    return Wizard(app, operator_client, sandbox, dns)
+
+
+@pytest.fixture
+def configured_app(app, wizard):
+    """An app whose production connection went through the whole wizard and is live."""
+    app.whoop_app = wizard.complete()
+    return app

@@ -34,3 +34,20 @@ def make_connection(**overrides) -> Connection:
     db.session.add(connection)
     db.session.commit()
     return connection
+
+
+def make_link(connection: Connection | None = None, **overrides):
+    """Create a link on ``connection`` (default: the first connection)."""
+    from sqlalchemy import select
+
+    from whoopadmin.connect.models import Link
+
+    connection = connection or db.session.scalar(select(Connection).order_by(Connection.id))
+    values = {"whoop_user_id": 10001, "reference_id": f"user-{overrides.get('whoop_user_id', 1)}"}
+    values.update(overrides)
+    link = Link(connection_id=connection.id, **values)
+    link.access_token = "access-token-value"
+    link.refresh_token = "refresh-token-value"
+    db.session.add(link)
+    db.session.commit()
+    return link

@@ -4,6 +4,7 @@ import re
 
 import sqlalchemy as sa
 
+from whoopadmin.domains import zone_text as zone  # noqa: F401 - zone files for the DNS server
 from whoopadmin.extensions import db
 
 
@@ -25,3 +26,4 @@ def csrf_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "page has no CSRF token"
     return match.group(1)
+

@@ -61,6 +61,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from whoopadmin.auth.views import bp as auth_bp
     from whoopadmin.main.views import bp as main_bp
+    from whoopadmin.setup.views import bp as setup_bp
+    from whoopadmin.setup.views import internal as internal_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(setup_bp)
+    app.register_blueprint(internal_bp)

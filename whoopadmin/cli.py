@@ -102,7 +102,93 @@ def demo(host: str, port: int) -> None:
     run_demo(current_app._get_current_object(), host, port)
 
 
+@click.group(cls=AppGroup)
+def dns() -> None:
+    """Check custom-domain DNS records."""
+
+
+@dns.command("check")
+@click.argument("hostname")
+@click.option("--target", required=True, help="Where HOSTNAME's CNAME must point.")
+@click.option("--validation-name", help="Name of the validation record (a CNAME).")
+@click.option("--validation-target", help="Where the validation CNAME must point.")
+@click.option(
+    "--nameserver",
+    "nameservers",
+    multiple=True,
+    help="IP:PORT to ask instead of the zone's own nameservers (repeatable).",
+)
+@click.option("--timeout", default=2.0, show_default=True, type=float, help="Per query, seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def dns_check(
+    hostname: str,
+    target: str,
+    validation_name: str | None,
+    validation_target: str | None,
+    nameservers: tuple[str, ...],
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Run the wizard's DNS checks for HOSTNAME; exit 0 when verified, 1 otherwise."""
+    import json
+
+    from whoopadmin import domains
+
+    if bool(validation_name) != bool(validation_target):
+        raise click.UsageError("give --validation-name and --validation-target together")
+    try:
+        servers = domains.parse_nameservers(",".join(nameservers)) if nameservers else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--nameserver") from None
+    if servers is None:
+        servers = domains.parse_nameservers(current_app.config.get("DNS_NAMESERVERS") or None)
+    try:
+        issuer = (
+            domains.make_issuer_record(validation_name, "CNAME", validation_target, hostname)
+            if validation_name
+            else None
+        )
+        records = domains.expected_records(hostname, target, None, None, issuer)
+    except ValueError as exc:  # InvalidHostname included: exit 2, as for any bad argument
+        raise click.UsageError(str(exc)) from None
+    result = domains.check_domain(hostname, records, nameservers=servers, timeout=timeout, ca=None)
+    if as_json:
+        findings = [{"code": f.code, "message": f.message, "fix": f.fix} for f in result.findings]
+        click.echo(json.dumps({"status": result.status, "findings": findings}, indent=2))
+    else:
+        click.echo(f"{result.hostname}: {result.status}")
+        for finding in result.findings:
+            click.echo(f"  [{finding.code}] {finding.message}")
+            if finding.fix:
+                click.echo(f"      fix: {finding.fix}")
+    raise SystemExit(0 if result.status == domains.VERIFIED else 1)
+
+
+@click.command("worker")
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@with_appcontext
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Process background jobs from QUEUES (default: all, in priority order)."""
+    from whoopadmin.jobs import make_worker
+
+    try:
+        rq_worker = make_worker(current_app._get_current_object(), queues)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="QUEUE") from None
+    rq_worker.work(burst=burst, with_scheduler=True)
+
+
+@click.command("cron")
+@with_appcontext
+def cron() -> None:
+    """Run the scheduler that enqueues periodic work (run exactly one)."""
+    from whoopadmin.jobs.schedule import build_cron
+
+    build_cron(current_app._get_current_object()).start()
+
+
 def register_commands(app: Flask) -> None:
     """Attach whoopadmin's commands to ``app.cli`` (so ``runner.invoke`` sees them too)."""
-    for command in (users, keys, demo):
+    for command in (users, keys, dns, demo, worker, cron):
         app.cli.add_command(command)

@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Flask
 
 from whoopadmin.crypto import CryptoError, KeyRing, generate_key
+from whoopadmin.domains import parse_nameservers
 
 DEFAULTS: dict[str, object] = {
     # "development" or "production"; production refuses to generate keys.
@@ -32,6 +33,13 @@ DEFAULTS: dict[str, object] = {
     "CNAME_TARGET": "edge.whoopadmin.example",
     "VALIDATION_DOMAIN": "validation.whoopadmin.example",
     "DNS_NAMESERVERS": "",
+    "DNS_TIMEOUT": 2.0,
+    # The CA that CAA records must allow (Caddy's default issuer).
+    "ACME_CA": "letsencrypt.org",
+    # Who may ask /internal/tls/ask (the TLS server in front; comma-separated addresses).
+    "TLS_ASK_ALLOWED": "127.0.0.1,::1",
+    "WHOOP_TIMEOUT": 10.0,
+    "DNS_CHECK_NOW_LIMIT": "6 per minute",
     # How public (connect/webhook) URLs are built.
     "PUBLIC_SCHEME": "https",
     "PUBLIC_PORT": None,
@@ -125,6 +133,10 @@ def finalise(app: Flask) -> None:
     except CryptoError as exc:
         raise ConfigError(f"WHOOPADMIN_ENCRYPTION_KEYS: {exc}") from None
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app)
+    try:
+        parse_nameservers(app.config.get("DNS_NAMESERVERS") or None)
+    except ValueError as exc:
+        raise ConfigError(f"WHOOPADMIN_DNS_NAMESERVERS: {exc}") from None
     # Secure cookies need https; development runs on plain http://127.0.0.1.
     for name in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         if app.config[name] is None:

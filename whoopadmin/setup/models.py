@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from whoopadmin.audit import utcnow
 from whoopadmin.extensions import db
 from whoopadmin.sealing import Sealed, SealedMixin
+from whoopadmin.types import UTCDateTime
 
 
 class Connection(SealedMixin, db.Model):
@@ -20,7 +22,9 @@ class Connection(SealedMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     environment: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(32), default="draft")
+    # "draft" until a hostname is chosen, then the hostname's DNS status
+    # (pending_dns, misconfigured, propagating, verified, active, moved, timed_out).
+    status: Mapped[str] = mapped_column(String(32), default="draft", index=True)
     client_id: Mapped[str | None] = mapped_column(String(255))
     client_secret_sealed: Mapped[str | None] = mapped_column(String(512))
     previous_client_secret_sealed: Mapped[str | None] = mapped_column(String(512))
@@ -34,8 +38,26 @@ class Connection(SealedMixin, db.Model):
     rate_limit_per_minute: Mapped[int] = mapped_column(default=100)
     rate_limit_per_day: Mapped[int] = mapped_column(default=10_000)
     approved_by_whoop: Mapped[bool] = mapped_column(default=False)
+    # The last credentials probe: accepted / invalid_client / unreachable / unexpected.
+    credentials_check: Mapped[str | None] = mapped_column(String(32))
+    credentials_message: Mapped[str | None] = mapped_column(String(500))
+    credentials_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # DNS: the zone found by the last check, an issuer's validation record if the operator
+    # pasted one, the last check's result (CheckResult.to_dict()) and the re-check schedule.
+    zone: Mapped[str | None] = mapped_column(String(253))
+    issuer_record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dns_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dns_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dns_check_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dns_next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    dns_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dns_attempts: Mapped[int] = mapped_column(default=0)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    whoop_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    live_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     client_secret = Sealed()
     previous_client_secret = Sealed()

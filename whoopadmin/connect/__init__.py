@@ -1,0 +1,1 @@
+"""Connecting end users: connect sessions, the OAuth callback, and links."""

@@ -1,0 +1,65 @@
+"""Wizard forms. Field checks here are about shape; the service decides the rest."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class NewConnectionForm(FlaskForm):
+    """Environment and display name of a new connection."""
+
+    environment = StringField(
+        "Environment",
+        validators=[DataRequired(), Length(max=64)],
+        description="production, staging, development, or a name you pick.",
+    )
+    display_name = StringField(
+        "Display name",
+        validators=[DataRequired(), Length(max=255)],
+        description="Shown to your users on the connect page, e.g. your app's name.",
+    )
+    submit = SubmitField("Create connection")
+
+
+class CredentialsForm(FlaskForm):
+    """WHOOP credentials; blank secrets keep the stored ones."""
+
+    client_id = StringField("Client id", validators=[DataRequired(), Length(max=300)])
+    client_secret = PasswordField("Client secret", validators=[Optional(), Length(max=300)])
+    partner_client_id = StringField(
+        "Partner API client id (optional)", validators=[Optional(), Length(max=300)]
+    )
+    partner_client_secret = PasswordField(
+        "Partner API client secret (optional)", validators=[Optional(), Length(max=300)]
+    )
+    webhook_signing_secret = PasswordField(
+        "Partner webhook signing secret (optional)", validators=[Optional(), Length(max=300)]
+    )
+    submit = SubmitField("Save credentials")
+
+
+class SubdomainForm(FlaskForm):
+    """The subdomain the connection's public pages will live on."""
+
+    hostname = StringField(
+        "Subdomain",
+        validators=[DataRequired(), Length(max=300)],
+        description="A name in a domain you control, e.g. whoop.acme.com.",
+    )
+    submit = SubmitField("Save subdomain")
+
+
+class IssuerRecordForm(FlaskForm):
+    """A validation record supplied by another certificate issuer."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=300)])
+    type = SelectField("Type", choices=[SelectChoice("CNAME"), SelectChoice("TXT")])
+    value = StringField("Value", validators=[DataRequired(), Length(max=2100)])
+    submit = SubmitField("Use this validation record")
+
+
+class ActionForm(FlaskForm):
+    """A button that carries only the CSRF token."""

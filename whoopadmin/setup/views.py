@@ -1,0 +1,334 @@
+"""The setup wizard pages (operators only) and the TLS server's permission endpoint."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from whoopadmin.auth.guards import operator_required
+from whoopadmin.extensions import csrf, limiter
+from whoopadmin.setup import service, steps
+from whoopadmin.setup.forms import (
+    ActionForm,
+    CredentialsForm,
+    IssuerRecordForm,
+    NewConnectionForm,
+    SubdomainForm,
+)
+from whoopadmin.setup.models import Connection
+
+bp = Blueprint("setup", __name__, url_prefix="/setup")
+internal = Blueprint("internal", __name__)
+
+
+def _connection(environment: str) -> Connection:
+    connection = service.get_connection(environment)
+    if connection is None:
+        abort(404, f"There is no connection for the environment {environment!r}.")
+    return connection
+
+
+def _render(step: str, connection: Connection, status: int = 200, **context):
+    return (
+        render_template(
+            f"setup/{step.replace('-', '_')}.html",
+            connection=connection,
+            steps=steps.progress(connection),
+            current=step,
+            action_form=ActionForm(),
+            **context,
+        ),
+        status,
+    )
+
+
+def _back(endpoint: str, connection: Connection):
+    return redirect(url_for(endpoint, environment=connection.environment), 303)
+
+
+def _check_action_form() -> None:
+    if not ActionForm().validate_on_submit():
+        abort(400)
+
+
+@bp.route("")
+@operator_required
+def list_connections():
+    """Every connection and where its setup stands."""
+    connections = service.list_connections()
+    return render_template(
+        "setup/overview.html",
+        connections=connections,
+        progress={c.id: steps.progress(c) for c in connections},
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@operator_required
+def new_connection():
+    """Start a connection for a new environment."""
+    form = NewConnectionForm()
+    if form.validate_on_submit():
+        try:
+            connection = service.create_connection(
+                current_user, form.environment.data, form.display_name.data
+            )
+        except service.SetupError as exc:
+            form[exc.field or "environment"].errors.append(str(exc))
+        else:
+            return _back("setup.edit_credentials", connection)
+    status = 400 if request.method == "POST" else 200
+    return render_template("setup/new.html", form=form), status
+
+
+@bp.route("/<environment>")
+@operator_required
+def resume(environment: str):
+    """Continue the wizard at the first unfinished step."""
+    connection = _connection(environment)
+    return _back(steps.endpoint(steps.first_open(connection)), connection)
+
+
+@bp.route("/<environment>/credentials", methods=["GET", "POST"])
+@operator_required
+def edit_credentials(environment: str):
+    """Step 1: the WHOOP client id and secret (write-only)."""
+    connection = _connection(environment)
+    form = CredentialsForm(
+        client_id=connection.client_id, partner_client_id=connection.partner_client_id
+    )
+    if form.validate_on_submit():
+        try:
+            changed = service.save_credentials(
+                current_user,
+                connection,
+                client_id=form.client_id.data,
+                client_secret=form.client_secret.data,
+                partner_client_id=form.partner_client_id.data or "",
+                partner_client_secret=form.partner_client_secret.data,
+                webhook_signing_secret=form.webhook_signing_secret.data,
+            )
+        except service.SetupError as exc:
+            flash(str(exc), "danger")
+        else:
+            flash("Credentials saved." if changed else "Nothing changed.", "success")
+            return _back("setup.edit_credentials", connection)
+    status = 400 if request.method == "POST" else 200
+    masks = {name: Connection.mask(getattr(connection, name)) for name in service.SECRET_FIELDS}
+    return _render("credentials", connection, status, form=form, masks=masks)
+
+
+@bp.post("/<environment>/credentials/verify")
+@operator_required
+def verify_credentials(environment: str):
+    """Ask WHOOP whether the stored credentials are right."""
+    connection = _connection(environment)
+    _check_action_form()
+    try:
+        outcome = service.verify_credentials(current_user, connection)
+    except service.SetupError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(connection.credentials_message, "success" if outcome == "accepted" else "danger")
+    return _back("setup.edit_credentials", connection)
+
+
+@bp.route("/<environment>/subdomain", methods=["GET", "POST"])
+@operator_required
+def edit_subdomain(environment: str):
+    """Step 2: the subdomain for connect pages and webhooks."""
+    connection = _connection(environment)
+    form = SubdomainForm(hostname=connection.hostname)
+    if form.validate_on_submit():
+        try:
+            service.set_hostname(current_user, connection, form.hostname.data)
+        except service.SetupError as exc:
+            form.hostname.errors.append(str(exc))
+        else:
+            service.request_dns_check(connection)
+            flash(f"Subdomain set to {connection.hostname}. Now add the DNS records.", "success")
+            return _back("setup.show_dns", connection)
+    status = 400 if request.method == "POST" else 200
+    return _render("subdomain", connection, status, form=form)
+
+
+@bp.route("/<environment>/dns")
+@operator_required
+def show_dns(environment: str):
+    """Step 3: the records to add, and what DNS says about them."""
+    connection = _connection(environment)
+    if not connection.hostname:
+        flash("Choose the subdomain first.", "info")
+        return _back("setup.edit_subdomain", connection)
+    return _render("dns", connection, **_dns_context(connection))
+
+
+def _dns_context(connection: Connection, issuer_form: IssuerRecordForm | None = None) -> dict:
+    record = service.issuer_record(connection)
+    if issuer_form is None:
+        issuer_form = IssuerRecordForm(
+            name=record.name if record else "", type=record.type if record else "CNAME"
+        )
+    return {
+        "records": service.expected_records(connection),
+        "result": service.dns_result(connection),
+        "issuer_form": issuer_form,
+        "has_issuer_record": record is not None,
+    }
+
+
+def _check_now_key() -> str:
+    return "dns-check-now:" + (request.view_args or {}).get("environment", "")
+
+
+@bp.post("/<environment>/dns/check")
+@operator_required
+@limiter.limit(lambda: current_app.config["DNS_CHECK_NOW_LIMIT"], key_func=_check_now_key)
+def check_dns_now(environment: str):
+    """Queue a DNS check now (rate limited)."""
+    connection = _connection(environment)
+    _check_action_form()
+    try:
+        service.request_dns_check(connection)
+    except service.SetupError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash("Checking DNS now; this page updates when the result is in.", "info")
+    return _back("setup.show_dns", connection)
+
+
+@bp.get("/<environment>/dns/status")
+@operator_required
+def dns_status(environment: str):
+    """The DNS status as JSON, polled by the DNS page while a check runs."""
+    connection = _connection(environment)
+    result = service.dns_result(connection)
+    return jsonify(
+        status=connection.status,
+        checking=connection.dns_check_requested_at is not None,
+        checked_at=connection.dns_checked_at.isoformat() if connection.dns_checked_at else None,
+        findings=[f.to_dict() for f in result.findings] if result else [],
+    )
+
+
+@bp.post("/<environment>/dns/issuer")
+@operator_required
+def set_issuer_record(environment: str):
+    """Use a validation record from another certificate issuer."""
+    connection = _connection(environment)
+    form = IssuerRecordForm()
+    if form.validate_on_submit():
+        try:
+            service.set_issuer_record(
+                current_user, connection, form.name.data, form.type.data, form.value.data
+            )
+        except service.SetupError as exc:
+            form.value.errors.append(str(exc))
+        else:
+            service.request_dns_check(connection)
+            flash("Validation record saved; checking DNS.", "success")
+            return _back("setup.show_dns", connection)
+    if not connection.hostname:
+        return _back("setup.edit_subdomain", connection)
+    return _render("dns", connection, 400, **_dns_context(connection, form))
+
+
+@bp.post("/<environment>/dns/issuer/clear")
+@operator_required
+def clear_issuer_record(environment: str):
+    """Go back to whoopadmin's own validation CNAME."""
+    connection = _connection(environment)
+    _check_action_form()
+    service.clear_issuer_record(current_user, connection)
+    if connection.hostname:
+        service.request_dns_check(connection)
+    return _back("setup.show_dns", connection)
+
+
+@bp.route("/<environment>/certificate")
+@operator_required
+def show_certificate(environment: str):
+    """Step 4: how certificates are issued, and whether they can be now."""
+    connection = _connection(environment)
+    allowed = service.tls_allowed(connection.hostname or "")
+    return _render("certificate", connection, tls_allowed=allowed)
+
+
+@bp.route("/<environment>/whoop")
+@operator_required
+def show_whoop(environment: str):
+    """Step 5: the exact strings to paste into WHOOP's developer dashboard."""
+    connection = _connection(environment)
+    return _render(
+        "whoop",
+        connection,
+        redirect_url=service.redirect_url(connection),
+        webhook_url=service.webhook_url(connection),
+        scopes=service.scopes(),
+    )
+
+
+@bp.post("/<environment>/whoop")
+@operator_required
+def confirm_whoop(environment: str):
+    """The operator confirms the registration at WHOOP is done."""
+    connection = _connection(environment)
+    _check_action_form()
+    if not connection.hostname:
+        flash("Choose the subdomain first: the URLs depend on it.", "danger")
+        return _back("setup.edit_subdomain", connection)
+    service.mark_registered(current_user, connection)
+    return _back("setup.show_go_live", connection)
+
+
+@bp.route("/<environment>/go-live", methods=["GET", "POST"])
+@operator_required
+def show_go_live(environment: str):
+    """Step 6: the checklist, the member cap, and the go-live button."""
+    connection = _connection(environment)
+    status = 200
+    if request.method == "POST":
+        _check_action_form()
+        try:
+            service.go_live(current_user, connection)
+        except service.SetupError as exc:
+            flash(str(exc), "danger")
+            status = 409
+        else:
+            flash(f"{connection.environment} is live.", "success")
+            return _back("setup.show_go_live", connection)
+    return _render(
+        "go-live",
+        connection,
+        status,
+        checklist=service.checklist(connection),
+        members=service.member_count(connection),
+        member_cap=service.MEMBER_CAP,
+        endpoints={key: endpoint for key, _, endpoint in steps.STEPS},
+    )
+
+
+@internal.get("/internal/tls/ask")
+@limiter.exempt
+@csrf.exempt
+def tls_ask():
+    """Caddy's on-demand TLS question: 200 only for verified or active hostnames."""
+    allowed = {a.strip() for a in str(current_app.config["TLS_ASK_ALLOWED"]).split(",")}
+    if request.remote_addr not in allowed:
+        abort(403, "Not an allowed TLS server address.")
+    domain = request.args.get("domain", "")
+    if not domain or len(domain) > 300:
+        abort(400, "Give the hostname as ?domain=.")
+    if not service.tls_allowed(domain):
+        abort(404, "Not a verified hostname of this deployment.")
+    return jsonify(domain=domain.lower(), allowed=True)
