@@ -471,3 +471,58 @@ def test_csrf_required_on_wizard_forms(wizard, operator_client):
     )
     assert response.status_code == 400
     assert wizard.connection("production").client_id is None
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _settings(wizard, **overrides):
+    data = {
+        "display_name": "Acme Health",
+        "allowed_origins": "https://app.acme.test\n\nhttp://localhost:3000\nhttps://APP.acme.test/",
+        "app_schemes": "acmehealth\nAcmeDev://",
+        "rate_limit_per_minute": "50",
+        "rate_limit_per_day": "5000",
+        "approved_by_whoop": "y",
+    }
+    data.update(overrides)
+    return wizard.post("/setup/production/settings", data)
+
+
+def test_settings_saved_and_normalised(wizard):
+    wizard.create()
+    response = _settings(wizard)
+    assert response.headers["Location"] == "/setup/production/settings"
+    c = wizard.connection("production")
+    assert c.allowed_origins == ["https://app.acme.test", "http://localhost:3000"]
+    assert c.app_schemes == ["acmehealth", "acmedev"]
+    assert (c.rate_limit_per_minute, c.rate_limit_per_day) == (50, 5000)
+    assert c.approved_by_whoop is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("allowed_origins", "http://app.acme.test", b"must use https"),
+        ("allowed_origins", "https://app.acme.test/callback", b"has a path"),
+        ("allowed_origins", "javascript:alert(1)", b"not an origin"),
+        ("allowed_origins", "https://app.acme.test:99999", b"not an origin"),
+        ("allowed_origins", "https://*.acme.test", b"wildcard"),
+        ("app_schemes", "https", b"not a custom app scheme"),
+        ("app_schemes", "javascript", b"not a custom app scheme"),
+        ("app_schemes", "bad scheme", b"not a custom app scheme"),
+        ("rate_limit_per_minute", "0", b"Number must be between"),
+        ("rate_limit_per_minute", "many", b"Not a valid integer"),
+        ("rate_limit_per_day", "10", b"cannot be below"),
+        ("display_name", "", b"This field is required"),
+    ],
+)
+def test_settings_bad_input(wizard, field, value, message):
+    wizard.create()
+    _settings(wizard)
+    response = _settings(wizard, **{field: value})
+    assert response.status_code == 400
+    assert message in response.data
+    c = wizard.connection("production")
+    assert c.allowed_origins == ["https://app.acme.test", "http://localhost:3000"]
+    assert c.rate_limit_per_minute == 50

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 
 class NewConnectionForm(FlaskForm):
@@ -59,6 +67,31 @@ class IssuerRecordForm(FlaskForm):
     type = SelectField("Type", choices=[SelectChoice("CNAME"), SelectChoice("TXT")])
     value = StringField("Value", validators=[DataRequired(), Length(max=2100)])
     submit = SubmitField("Use this validation record")
+
+
+class SettingsForm(FlaskForm):
+    """Connection settings outside the wizard's steps."""
+
+    display_name = StringField("Display name", validators=[DataRequired(), Length(max=255)])
+    allowed_origins = TextAreaField(
+        "Allowed redirect origins",
+        validators=[Length(max=5000)],
+        description="One per line, e.g. https://app.acme.com. Connect links may send users "
+        "back only to these origins.",
+    )
+    app_schemes = TextAreaField(
+        "Mobile app schemes",
+        validators=[Length(max=2000)],
+        description="One per line, e.g. acmehealth (for acmehealth://...).",
+    )
+    rate_limit_per_minute = IntegerField(
+        "WHOOP requests per minute", validators=[InputRequired(), NumberRange(1, 100_000)]
+    )
+    rate_limit_per_day = IntegerField(
+        "WHOOP requests per day", validators=[InputRequired(), NumberRange(1, 100_000_000)]
+    )
+    approved_by_whoop = BooleanField("WHOOP has approved this app (no 10-member cap)")
+    submit = SubmitField("Save settings")
 
 
 class ActionForm(FlaskForm):

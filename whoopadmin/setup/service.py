@@ -110,6 +110,103 @@ def create_connection(actor, environment: str, display_name: str) -> Connection:
     return connection
 
 
+# --------------------------------------------------------------------------- settings
+
+SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,63}$")
+# Schemes a "mobile app" redirect may never use: they would be open or script redirects.
+FORBIDDEN_SCHEMES = {"http", "https", "javascript", "data", "file", "vbscript", "about", "blob"}
+
+
+def clean_origin(text: str) -> str:
+    """Return ``scheme://host[:port]`` or raise SetupError (https only, but for localhost)."""
+    from urllib.parse import urlsplit
+
+    raw = text.strip()
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise SetupError(f"{raw!r} is not an origin like https://app.acme.com.") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SetupError(f"{raw!r} is not an origin like https://app.acme.com.")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise SetupError(f"{raw!r} has a path or query; give only https://host[:port].")
+    host = parts.hostname
+    local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+    if parts.scheme == "http" and not local:
+        raise SetupError(f"{raw!r} must use https (plain http is allowed for localhost only).")
+    if not local:
+        try:
+            host = domains.normalise_hostname(host)
+        except domains.InvalidHostname as exc:
+            raise SetupError(f"{raw!r}: {exc}") from None
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{netloc}" + (f":{port}" if port else "")
+
+
+def clean_scheme(text: str) -> str:
+    """Return a mobile app's custom URL scheme, or raise SetupError."""
+    scheme = text.strip().lower().removesuffix("://").removesuffix(":")
+    if not SCHEME_RE.match(scheme) or scheme in FORBIDDEN_SCHEMES:
+        raise SetupError(
+            f"{text.strip()!r} is not a custom app scheme (letters, digits, + . -; "
+            "not http, https, javascript, data or file)."
+        )
+    return scheme
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line for line in (text or "").splitlines() if line.strip()]
+
+
+def save_settings(
+    actor,
+    connection: Connection,
+    *,
+    display_name: str,
+    allowed_origins: str,
+    app_schemes: str,
+    rate_limit_per_minute: int,
+    rate_limit_per_day: int,
+    approved_by_whoop: bool,
+) -> None:
+    """Store the connection's settings after validating every line."""
+    display_name = (display_name or "").strip()
+    if not display_name:
+        raise SetupError("The display name is required.", "display_name")
+    try:
+        origins = list(dict.fromkeys(clean_origin(o) for o in _lines(allowed_origins)))
+    except SetupError as exc:
+        exc.field = "allowed_origins"
+        raise
+    try:
+        schemes = list(dict.fromkeys(clean_scheme(s) for s in _lines(app_schemes)))
+    except SetupError as exc:
+        exc.field = "app_schemes"
+        raise
+    if rate_limit_per_day < rate_limit_per_minute:
+        raise SetupError(
+            "The daily limit cannot be below the per-minute limit.", "rate_limit_per_day"
+        )
+    connection.display_name = display_name
+    connection.allowed_origins = origins
+    connection.app_schemes = schemes
+    connection.rate_limit_per_minute = rate_limit_per_minute
+    connection.rate_limit_per_day = rate_limit_per_day
+    connection.approved_by_whoop = approved_by_whoop
+    audit.record(
+        actor,
+        "connection.settings",
+        connection,
+        allowed_origins=origins,
+        app_schemes=schemes,
+        rate_limit_per_minute=rate_limit_per_minute,
+        rate_limit_per_day=rate_limit_per_day,
+        approved_by_whoop=approved_by_whoop,
+    )
+    db.session.commit()
+
+
 # --------------------------------------------------------------------------- step 1: credentials
 
 

@@ -23,6 +23,7 @@ from whoopadmin.setup.forms import (
     CredentialsForm,
     IssuerRecordForm,
     NewConnectionForm,
+    SettingsForm,
     SubdomainForm,
 )
 from whoopadmin.setup.models import Connection
@@ -316,6 +317,40 @@ def show_go_live(environment: str):
         member_cap=service.MEMBER_CAP,
         endpoints={key: endpoint for key, _, endpoint in steps.STEPS},
     )
+
+
+@bp.route("/<environment>/settings", methods=["GET", "POST"])
+@operator_required
+def edit_settings(environment: str):
+    """Redirect origins, app schemes, WHOOP rate limits and approval."""
+    connection = _connection(environment)
+    form = SettingsForm(
+        display_name=connection.display_name,
+        allowed_origins="\n".join(connection.allowed_origins or []),
+        app_schemes="\n".join(connection.app_schemes or []),
+        rate_limit_per_minute=connection.rate_limit_per_minute,
+        rate_limit_per_day=connection.rate_limit_per_day,
+        approved_by_whoop=connection.approved_by_whoop,
+    )
+    if form.validate_on_submit():
+        try:
+            service.save_settings(
+                current_user,
+                connection,
+                display_name=form.display_name.data,
+                allowed_origins=form.allowed_origins.data,
+                app_schemes=form.app_schemes.data,
+                rate_limit_per_minute=form.rate_limit_per_minute.data,
+                rate_limit_per_day=form.rate_limit_per_day.data,
+                approved_by_whoop=form.approved_by_whoop.data,
+            )
+        except service.SetupError as exc:
+            form[exc.field or "display_name"].errors.append(str(exc))
+        else:
+            flash("Settings saved.", "success")
+            return _back("setup.edit_settings", connection)
+    status = 400 if request.method == "POST" else 200
+    return _render("settings", connection, status, form=form)
 
 
 @internal.get("/internal/tls/ask")
