@@ -190,5 +190,7 @@ def cron() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach whoopadmin's commands to ``app.cli`` (so ``runner.invoke`` sees them too)."""
-    for command in (users, keys, dns, demo, worker, cron):
+    from whoopadmin.sandbox.cli import sandbox_command
+
+    for command in (users, keys, dns, demo, worker, cron, sandbox_command):
         app.cli.add_command(command)
