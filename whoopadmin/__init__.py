@@ -59,7 +59,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from whoopadmin.api.views import bp as api_bp
+    from whoopadmin.api.views import keys_bp
     from whoopadmin.auth.views import bp as auth_bp
+    from whoopadmin.connect.views import bp as connect_bp
     from whoopadmin.main.views import bp as main_bp
     from whoopadmin.setup.views import bp as setup_bp
     from whoopadmin.setup.views import internal as internal_bp
@@ -68,3 +71,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(setup_bp)
     app.register_blueprint(internal_bp)
+    app.register_blueprint(connect_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(keys_bp)

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, object] = {
     "TLS_ASK_ALLOWED": "127.0.0.1,::1",
     "WHOOP_TIMEOUT": 10.0,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
+    # Host names that serve the admin pages (comma-separated); empty: any host that is
+    # not a connection's subdomain.
+    "ADMIN_HOSTS": "",
     # How public (connect/webhook) URLs are built.
     "PUBLIC_SCHEME": "https",
     "PUBLIC_PORT": None,

@@ -53,6 +53,13 @@ def associated_data(table: str, row: str, column: str) -> bytes:
     return f"whoopadmin:{table}:{row}:{column}".encode()
 
 
+def keyed_hash(key: bytes, value: str) -> str:
+    """Return a hex HMAC-SHA256 of ``value``: searchable equality without the value itself."""
+    import hmac
+
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def _decode_key(text: str, position: int) -> bytes:
     try:
         raw = base64.b64decode(text.strip(), validate=True)

@@ -59,8 +59,24 @@ def _server_error(exc: Exception):
     )
 
 
+def _database_error(exc: Exception):
+    from flask import current_app
+
+    from whoopadmin.extensions import db
+
+    db.session.rollback()
+    current_app.logger.error("database unavailable: %s", type(exc).__name__)
+    return render_error(
+        503, "The database is not reachable right now. Try again in a moment.", retry_after=5
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers on ``app``."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    app.register_error_handler(OperationalError, _database_error)
+    app.register_error_handler(InterfaceError, _database_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from flask import Flask, request
+from flask import Flask, abort, current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -39,6 +39,56 @@ def security_headers(response):
     return response
 
 
+# Blueprints that live on a connection's subdomain; everything else is an admin page.
+PUBLIC_BLUEPRINTS = {"connect", "webhooks"}
+# Reachable on every host: health checks, the TLS server's question, assets, and the
+# webhook URL that names its connection by client id.
+ANY_HOST_ENDPOINTS = {
+    "main.healthz",
+    "main.readyz",
+    "internal.tls_ask",
+    "static",
+    "bootstrap.static",
+    "webhooks.push_by_client",
+}
+
+
+def request_hostname() -> str:
+    """The request's host name, lower-cased, without port or final dot."""
+    host = request.host.lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+def route_by_host():
+    """Send a connection's subdomain only to public pages, and admin hosts only to admin pages."""
+    from sqlalchemy import select
+
+    from whoopadmin.extensions import db
+    from whoopadmin.setup.models import Connection
+
+    g.connection = None
+    if request.endpoint is None or request.endpoint in ANY_HOST_ENDPOINTS:
+        return None  # health checks must answer even when the database does not
+    host = request_hostname()
+    admin_hosts = {
+        h.strip().lower() for h in str(current_app.config.get("ADMIN_HOSTS") or "").split(",")
+    } - {""}
+    connection = None
+    if host not in admin_hosts:
+        connection = db.session.scalar(select(Connection).where(Connection.hostname == host))
+    g.connection = connection
+    public = request.blueprint in PUBLIC_BLUEPRINTS
+    if connection is not None and not public:
+        abort(404)
+    if connection is None and public:
+        abort(404)  # connect pages exist only on a connection's subdomain
+    if admin_hosts and connection is None and host not in admin_hosts:
+        abort(404)
+    return None
+
+
 def init_app(app: Flask) -> None:
     """Install the proxy fix, security headers and login settings on ``app``."""
     from whoopadmin.extensions import login_manager
@@ -48,6 +98,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
+    app.before_request(route_by_host)
     app.after_request(security_headers)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."

@@ -171,7 +171,10 @@ def test_json_404_for_api_paths(client):
 
 
 def test_500_page_shows_no_stack_trace(make_app):
+    from tests.helpers import reset_schema
+
     app = make_app(TESTING=False)
+    reset_schema(app)
 
     @app.route("/boom")
     def boom():
@@ -182,3 +185,14 @@ def test_500_page_shows_no_stack_trace(make_app):
     body = response.get_data(as_text=True)
     assert "Something went wrong" in body
     assert "Traceback" not in body and "sk-secret-value" not in body
+
+
+def test_database_down_is_a_clean_503(make_app):
+    app = make_app(DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none", TESTING=False)
+    client = app.test_client()
+    page = client.get("/login")
+    assert page.status_code == 503
+    assert b"database is not reachable" in page.data and b"Traceback" not in page.data
+    api = client.get("/api/v1/users?reference_id=x", headers={"Authorization": "Bearer wa_x"})
+    assert api.status_code == 503
+    assert api.json["error"] == "service_unavailable"

@@ -94,5 +94,26 @@ class SettingsForm(FlaskForm):
     submit = SubmitField("Save settings")
 
 
+class ConnectLinkForm(FlaskForm):
+    """A connect link for one of the operator's users."""
+
+    reference_id = StringField(
+        "Reference id",
+        validators=[DataRequired(), Length(max=255)],
+        description="Your own id for this user; it comes back with the result.",
+    )
+    success_redirect_url = StringField(
+        "Success redirect URL (optional)", validators=[Optional(), Length(max=2048)]
+    )
+    failure_redirect_url = StringField(
+        "Failure redirect URL (optional)", validators=[Optional(), Length(max=2048)]
+    )
+    language = StringField("Language (optional)", validators=[Optional(), Length(max=16)])
+    expires_in = IntegerField(
+        "Valid for (minutes)", default=15, validators=[InputRequired(), NumberRange(1, 10080)]
+    )
+    submit = SubmitField("Create connect link")
+
+
 class ActionForm(FlaskForm):
     """A button that carries only the CSRF token."""

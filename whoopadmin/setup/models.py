@@ -38,6 +38,8 @@ class Connection(SealedMixin, db.Model):
     rate_limit_per_minute: Mapped[int] = mapped_column(default=100)
     rate_limit_per_day: Mapped[int] = mapped_column(default=10_000)
     approved_by_whoop: Mapped[bool] = mapped_column(default=False)
+    # Send PKCE with the authorization request (WHOOP's support for it is unconfirmed).
+    use_pkce: Mapped[bool] = mapped_column(default=False)
     # The last credentials probe: accepted / invalid_client / unreachable / unexpected.
     credentials_check: Mapped[str | None] = mapped_column(String(32))
     credentials_message: Mapped[str | None] = mapped_column(String(500))

@@ -20,6 +20,7 @@ from whoopadmin.extensions import csrf, limiter
 from whoopadmin.setup import service, steps
 from whoopadmin.setup.forms import (
     ActionForm,
+    ConnectLinkForm,
     CredentialsForm,
     IssuerRecordForm,
     NewConnectionForm,
@@ -351,6 +352,65 @@ def edit_settings(environment: str):
             return _back("setup.edit_settings", connection)
     status = 400 if request.method == "POST" else 200
     return _render("settings", connection, status, form=form)
+
+
+@bp.route("/<environment>/connect-links", methods=["GET", "POST"])
+@operator_required
+def connect_links(environment: str):
+    """Create a connect link (with a QR code) and see recent ones."""
+    import segno
+    from sqlalchemy import select
+
+    from whoopadmin.connect import service as connect_service
+    from whoopadmin.connect.models import ConnectSession
+    from whoopadmin.extensions import db
+
+    connection = _connection(environment)
+    form = ConnectLinkForm()
+    created = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            session, token = connect_service.create_session(
+                connection,
+                reference_id=form.reference_id.data,
+                success_redirect_url=form.success_redirect_url.data,
+                failure_redirect_url=form.failure_redirect_url.data,
+                language=form.language.data,
+                expires_in=form.expires_in.data * 60,
+                created_by=current_user.email,
+            )
+        except connect_service.ConnectError as exc:
+            target = exc.field if exc.field in form else "reference_id"
+            form[target].errors.append(str(exc))
+            status = 400
+        else:
+            url = connect_service.connect_url(connection, token)
+            created = {
+                "url": url,
+                "session": session,
+                "qr": segno.make(url, error="m").svg_inline(scale=4, dark="#212529"),
+            }
+    elif request.method == "POST":
+        status = 400
+    recent = db.session.scalars(
+        select(ConnectSession)
+        .where(ConnectSession.connection_id == connection.id)
+        .order_by(ConnectSession.id.desc())
+        .limit(20)
+    ).all()
+    return _render(
+        "connect-links",
+        connection,
+        status,
+        form=form,
+        created=created,
+        recent=recent,
+        now=service.utcnow(),
+        warning=connect_service.member_warning(connection),
+        members=service.member_count(connection),
+        member_cap=service.MEMBER_CAP,
+    )
 
 
 @internal.get("/internal/tls/ask")

@@ -1,0 +1,1 @@
+"""The JSON API for operators' backends, and the API keys that guard it."""

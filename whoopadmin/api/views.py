@@ -1,0 +1,214 @@
+"""The JSON API (``/api/v1``) and the API key pages."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from whoopadmin.api import service
+from whoopadmin.api.models import ApiKey
+from whoopadmin.api.openapi import document
+from whoopadmin.auth.guards import operator_required
+from whoopadmin.connect import service as connect_service
+from whoopadmin.connect.models import Link
+from whoopadmin.extensions import csrf, db
+from whoopadmin.setup.forms import ActionForm
+from whoopadmin.setup.models import Connection
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # API calls carry a bearer key, not a browser session
+keys_bp = Blueprint("apikeys", __name__, url_prefix="/api-keys")
+
+CONNECT_FIELDS = {
+    "connection",
+    "reference_id",
+    "success_redirect_url",
+    "failure_redirect_url",
+    "language",
+    "expires_in",
+}
+
+
+def error(status: int, code: str, message: str, field: str | None = None):
+    """A JSON error response."""
+    body = {"error": code, "message": message}
+    if field:
+        body["field"] = field
+    return jsonify(body), status
+
+
+def api_key_required(view):
+    """Require ``Authorization: Bearer <API key>``; 401 as JSON otherwise."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        key = service.authenticate(request.headers.get("Authorization"))
+        if key is None:
+            response, status = error(
+                401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'."
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="whoopadmin"'
+            return response, status
+        g.api_key = key
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def link_json(link: Link) -> dict:
+    """A link as the API shows it: no tokens, no personal data."""
+    connection = db.session.get(Connection, link.connection_id)
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "user_id": link.uid,
+        "reference_id": link.reference_id,
+        "connection": connection.environment,
+        "whoop_user_id": link.whoop_user_id,
+        "status": link.status,
+        "status_reason": link.status_reason,
+        "scopes": (link.scopes or "").split(),
+        "connected_at": iso(link.connected_at),
+        "revoked_at": iso(link.revoked_at),
+        "created_at": iso(link.created_at),
+    }
+
+
+def _find_connection(value) -> Connection | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return db.session.get(Connection, value)
+    if isinstance(value, str) and value.strip():
+        return db.session.scalar(
+            select(Connection).where(Connection.environment == value.strip().lower())
+        )
+    return None
+
+
+@bp.post("/connect-sessions")
+@api_key_required
+def create_connect_session():
+    """Create a connect session for one of the operator's users."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "invalid_json", "Send a JSON object (Content-Type: application/json).")
+    unknown = sorted(set(body) - CONNECT_FIELDS)
+    if unknown:
+        return error(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+    if "connection" not in body:
+        return error(
+            400, "invalid_request", "connection (id or environment) is required.", "connection"
+        )
+    connection = _find_connection(body["connection"])
+    if connection is None:
+        return error(404, "connection_not_found", "No such connection.", "connection")
+    for name in ("reference_id", "success_redirect_url", "failure_redirect_url", "language"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            return error(400, "invalid_request", f"{name} must be a string.", name)
+    try:
+        session, token = connect_service.create_session(
+            connection,
+            reference_id=body.get("reference_id") or "",
+            success_redirect_url=body.get("success_redirect_url"),
+            failure_redirect_url=body.get("failure_redirect_url"),
+            language=body.get("language"),
+            expires_in=body.get("expires_in"),
+            created_by=f"api-key:{g.api_key.prefix}",
+        )
+    except connect_service.ConnectError as exc:
+        status = 409 if exc.code == "connection_not_ready" else 400
+        return error(
+            status, exc.code if exc.code != "invalid" else "invalid_request", str(exc), exc.field
+        )
+    return (
+        jsonify(
+            session_id=session.public_id,
+            url=connect_service.connect_url(connection, token),
+            expires_at=session.expires_at.isoformat(),
+        ),
+        201,
+    )
+
+
+@bp.get("/users")
+@api_key_required
+def list_users():
+    """Links by the operator's own user id."""
+    reference_id = request.args.get("reference_id", "")
+    if not reference_id or len(reference_id) > 255:
+        return error(400, "invalid_request", "reference_id is required.", "reference_id")
+    links = connect_service.links_for_reference(reference_id)
+    return jsonify(users=[link_json(link) for link in links])
+
+
+@bp.get("/users/<user_id>")
+@api_key_required
+def get_user(user_id: str):
+    """One link."""
+    link = connect_service.find_link(user_id)
+    if link is None:
+        return error(404, "not_found", "No such user.")
+    return jsonify(link_json(link))
+
+
+@bp.delete("/users/<user_id>")
+@api_key_required
+def delete_user(user_id: str):
+    """Disconnect a link: revoke at WHOOP and wipe its tokens."""
+    link = connect_service.find_link(user_id)
+    if link is None:
+        return error(404, "not_found", "No such user.")
+    connect_service.disconnect(link, f"api-key:{g.api_key.prefix}")
+    return jsonify(link_json(link))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI document of this API."""
+    return jsonify(document())
+
+
+# --------------------------------------------------------------------------- key pages
+
+
+@keys_bp.route("", methods=["GET", "POST"])
+@operator_required
+def list_keys():
+    """API keys; a new key is shown once, on the page that created it."""
+    form = ActionForm()
+    new_key = None
+    status = 200
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            _, new_key = service.create_key(current_user, request.form.get("name", ""))
+        except service.ApiKeyError as exc:
+            flash(str(exc), "danger")
+            status = 400
+    return (
+        render_template(
+            "api/keys.html", keys=service.list_keys(), new_key=new_key, action_form=ActionForm()
+        ),
+        status,
+    )
+
+
+@keys_bp.post("/<int:key_id>/revoke")
+@operator_required
+def revoke_key(key_id: int):
+    """Revoke a key."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        abort(404, "No such API key.")
+    service.revoke_key(current_user, key)
+    flash(f"Key {key.prefix}… revoked.", "success")
+    return redirect(url_for("apikeys.list_keys"), 303)

@@ -1,0 +1,478 @@
+"""Connect sessions, the trip to WHOOP and back, links and disconnecting them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from whoopadmin import audit
+from whoopadmin.audit import utcnow
+from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
+from whoopadmin.crypto import keyed_hash
+from whoopadmin.extensions import db
+from whoopadmin.setup import service as setup_service
+from whoopadmin.setup.models import Connection
+from whoopadmin.whoop import SCOPES
+from whoopadmin.whoop.api import WhoopError, get_profile, revoke_access
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPIRES_IN = 900
+MAX_EXPIRES_IN = 7 * 24 * 3600
+STATE_LIFETIME = timedelta(minutes=10)
+LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+# Without these the link is useless: no refresh token, or no user id.
+REQUIRED_SCOPES = {"offline", "read:profile"}
+
+# Stable reason codes for failed connects (sent to the failure URL as ``reason``).
+REASONS = {
+    "access_denied": "You declined to share your WHOOP data.",
+    "invalid_state": "This sign-in link is not valid. Start again from the app.",
+    "state_expired": "This sign-in took too long. Start again from the app.",
+    "state_replayed": "This sign-in was already completed or attempted. Start again from the app.",
+    "session_expired": "This connect link has expired. Ask for a new one.",
+    "session_used": "This connect link was already used. Ask for a new one.",
+    "missing_code": "WHOOP did not send the authorization back. Start again from the app.",
+    "exchange_failed": "WHOOP did not complete the sign-in. Try again in a moment.",
+    "missing_scopes": "Some required permissions were not granted. Start again and allow all.",
+    "profile_failed": "Your WHOOP profile could not be read. Try again in a moment.",
+    "whoop_error": "WHOOP reported an error. Start again from the app.",
+}
+
+
+class ConnectError(ValueError):
+    """A connect session that cannot be created; ``field`` names the offending input."""
+
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a connect token or state."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def email_hash(email: str) -> str:
+    """The keyed hash support searches e-mail addresses by."""
+    key = hashlib.sha256(b"whoopadmin-search:" + current_app.config["SECRET_KEY"].encode()).digest()
+    return keyed_hash(key, email.strip().lower())
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def check_redirect(connection: Connection, url: str | None, field: str) -> str | None:
+    """Accept a redirect URL only on an allowed origin or a registered app scheme."""
+    if url is None or not str(url).strip():
+        return None
+    url = str(url).strip()
+    if len(url) > 2048 or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ConnectError(f"{field} is not a valid URL.", field)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConnectError(f"{field} is not a valid URL.", field) from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        host = (parts.hostname or "").lower()
+        netloc = f"[{host}]" if ":" in host else host
+        origin = f"{scheme}://{netloc}" + (f":{port}" if port else "")
+        if parts.username or parts.password or origin not in (connection.allowed_origins or []):
+            raise ConnectError(
+                f"{field} must be on one of this connection's allowed origins "
+                f"({', '.join(connection.allowed_origins or []) or 'none configured'}).",
+                field,
+                "redirect_not_allowed",
+            )
+        return url
+    if scheme and scheme in (connection.app_schemes or []):
+        return url
+    raise ConnectError(
+        f"{field} must use an allowed origin or a registered app scheme.",
+        field,
+        "redirect_not_allowed",
+    )
+
+
+def create_session(
+    connection: Connection,
+    *,
+    reference_id: str,
+    success_redirect_url: str | None = None,
+    failure_redirect_url: str | None = None,
+    language: str | None = None,
+    expires_in: int | None = None,
+    created_by: str,
+) -> tuple[ConnectSession, str]:
+    """Create a connect session; return it and its token (shown once, stored hashed)."""
+    if not connection.hostname or connection.client_secret_sealed is None:
+        raise ConnectError(
+            "This connection is not set up yet (credentials and subdomain are needed).",
+            "connection",
+            "connection_not_ready",
+        )
+    reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
+    if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
+        raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
+    if language is not None and language != "":
+        if not isinstance(language, str) or not LANGUAGE_RE.match(language):
+            raise ConnectError("language must be a language tag such as en or en-GB.", "language")
+    else:
+        language = None
+    if expires_in is None:
+        expires_in = DEFAULT_EXPIRES_IN
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+        raise ConnectError("expires_in must be a whole number of seconds.", "expires_in")
+    if not 60 <= expires_in <= MAX_EXPIRES_IN:
+        raise ConnectError(
+            f"expires_in must be between 60 and {MAX_EXPIRES_IN} seconds.", "expires_in"
+        )
+    success = check_redirect(connection, success_redirect_url, "success_redirect_url")
+    failure = check_redirect(connection, failure_redirect_url, "failure_redirect_url")
+    token = secrets.token_urlsafe(32)
+    session = ConnectSession(
+        public_id="cs_" + secrets.token_hex(12),
+        connection_id=connection.id,
+        token_hash=token_hash(token),
+        reference_id=reference_id,
+        success_redirect_url=success,
+        failure_redirect_url=failure,
+        language=language,
+        expires_at=utcnow() + timedelta(seconds=expires_in),
+        created_by=created_by,
+    )
+    db.session.add(session)
+    db.session.commit()
+    return session, token
+
+
+def connect_url(connection: Connection, token: str) -> str:
+    """The URL an end user opens: on the connection's subdomain."""
+    return setup_service.public_url(connection, f"/connect/{token}")
+
+
+def find_session(connection: Connection, token: str) -> ConnectSession | None:
+    """The session behind a connect token on this connection, if any."""
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalar(
+        select(ConnectSession).where(
+            ConnectSession.token_hash == token_hash(token),
+            ConnectSession.connection_id == connection.id,
+        )
+    )
+
+
+def session_problem(session: ConnectSession | None) -> str | None:
+    """Why a session cannot be used now (``session_used``…), or None."""
+    if session is None:
+        return "invalid_session"
+    if session.used_at is not None:
+        return "session_used"
+    if session.expires_at <= utcnow():
+        return "session_expired"
+    return None
+
+
+# --------------------------------------------------------------------------- OAuth
+
+
+def oauth_client(connection: Connection) -> OAuth2Session:
+    """An authlib client for this connection's WHOOP app (secret in the form body)."""
+    return OAuth2Session(
+        connection.client_id,
+        connection.client_secret,
+        scope=" ".join(SCOPES),
+        redirect_uri=setup_service.redirect_url(connection),
+        token_endpoint_auth_method="client_secret_post",
+        code_challenge_method="S256" if connection.use_pkce else None,
+    )
+
+
+def start_authorization(connection: Connection, session: ConnectSession) -> str:
+    """Create a fresh single-use state for this session; return WHOOP's authorize URL."""
+    state = secrets.token_urlsafe(24)
+    verifier = secrets.token_urlsafe(48) if connection.use_pkce else None
+    record = OAuthState(
+        state_hash=token_hash(state),
+        session_id=session.id,
+        expires_at=utcnow() + STATE_LIFETIME,
+    )
+    if verifier:
+        record.code_verifier = verifier
+    db.session.add(record)
+    db.session.commit()
+    with oauth_client(connection) as client:
+        url, _ = client.create_authorization_url(
+            current_app.config["WHOOP_AUTH_URL"], state=state, code_verifier=verifier
+        )
+    return url
+
+
+@dataclass
+class CallbackResult:
+    """What the callback concluded: a link, or a reason code (and the session if known)."""
+
+    session: ConnectSession | None
+    link: Link | None = None
+    reason: str | None = None
+    reconnected: bool = False
+
+
+def _fail(connection, session, reason, **details) -> CallbackResult:
+    db.session.rollback()
+    db.session.add(
+        LinkEvent(
+            connection_id=connection.id,
+            session_id=session.id if session else None,
+            link_id=session.link_id if session else None,
+            kind="connect_failed",
+            reason=reason,
+            details=details,
+        )
+    )
+    db.session.commit()
+    return CallbackResult(session=session, reason=reason)
+
+
+def _claim(model, row_id: int) -> bool:
+    """Mark a state or session used, atomically: only one racing request wins."""
+    result = db.session.execute(
+        update(model).where(model.id == row_id, model.used_at.is_(None)).values(used_at=utcnow())
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def complete_callback(connection: Connection, args) -> CallbackResult:
+    """Handle WHOOP's redirect back: state, code exchange, profile, link. Never raises."""
+    state = args.get("state") or ""
+    record = None
+    if 8 <= len(state) <= 200:
+        record = db.session.scalar(
+            select(OAuthState).where(OAuthState.state_hash == token_hash(state))
+        )
+    session = db.session.get(ConnectSession, record.session_id) if record else None
+    if record is None or session is None or session.connection_id != connection.id:
+        return _fail(connection, None, "invalid_state")
+    if record.used_at is not None:
+        return _fail(connection, session, "state_replayed")
+    if record.expires_at <= utcnow():
+        return _fail(connection, session, "state_expired")
+    if not _claim(OAuthState, record.id):
+        return _fail(connection, session, "state_replayed")
+    error = args.get("error")
+    if error:
+        reason = "access_denied" if error == "access_denied" else "whoop_error"
+        return _fail(connection, session, reason, whoop_error=str(error)[:64])
+    code = args.get("code")
+    if not code or len(code) > 2000:
+        return _fail(connection, session, "missing_code")
+    problem = session_problem(session)
+    if problem:
+        return _fail(connection, session, problem)
+    if not _claim(ConnectSession, session.id):
+        return _fail(connection, session, "session_used")
+
+    timeout = float(current_app.config["WHOOP_TIMEOUT"])
+    try:
+        with oauth_client(connection) as client:
+            token = client.fetch_token(
+                current_app.config["WHOOP_TOKEN_URL"],
+                code=code,
+                code_verifier=record.code_verifier,
+                timeout=timeout,
+            )
+    except OAuthError as exc:
+        return _fail(connection, session, "exchange_failed", whoop_error=str(exc.error)[:64])
+    except Exception as exc:  # network errors, non-JSON answers: all mean "no tokens"
+        log.warning(
+            "token exchange failed for connection %s: %s", connection.id, type(exc).__name__
+        )
+        return _fail(connection, session, "exchange_failed", error=type(exc).__name__)
+    granted = set(str(token.get("scope") or " ".join(SCOPES)).split())
+    missing = REQUIRED_SCOPES - granted
+    if missing or not token.get("access_token") or not token.get("refresh_token"):
+        return _fail(
+            connection, session, "missing_scopes", missing=sorted(missing or {"refresh_token"})
+        )
+    try:
+        profile = get_profile(
+            current_app.config["WHOOP_API_BASE"], token["access_token"], timeout=timeout
+        )
+    except WhoopError as exc:
+        return _fail(connection, session, "profile_failed", whoop_error=exc.code)
+
+    link, reconnected = _store_link(connection, session, profile, token, granted)
+    _queue_backfill(link)
+    return CallbackResult(session=session, link=link, reconnected=reconnected)
+
+
+def _expires_at(token: dict) -> datetime:
+    try:
+        seconds = int(token.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        seconds = 3600
+    return utcnow() + timedelta(seconds=max(0, seconds))
+
+
+def _store_link(connection, session, profile, token, granted) -> tuple[Link, bool]:
+    """Create the link, or update the existing one for this WHOOP user (a reconnect)."""
+    for _ in range(2):  # a racing first connect of the same member may insert first
+        link = db.session.scalar(
+            select(Link).where(
+                Link.connection_id == connection.id, Link.whoop_user_id == profile.user_id
+            )
+        )
+        reconnected = link is not None
+        if link is None:
+            link = Link(connection_id=connection.id, whoop_user_id=profile.user_id)
+            db.session.add(link)
+        old_reference = link.reference_id
+        link.reference_id = session.reference_id
+        link.status = "active"
+        link.status_reason = None
+        link.revoked_at = None
+        link.access_token = token["access_token"]
+        link.refresh_token = token["refresh_token"]
+        link.token_version = (link.token_version or 0) + 1
+        link.access_expires_at = _expires_at(token)
+        link.scopes = " ".join(sorted(granted))
+        link.connected_at = utcnow()
+        link.email = profile.email
+        link.first_name = profile.first_name
+        link.last_name = profile.last_name
+        link.email_hash = email_hash(profile.email) if profile.email else None
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
+            continue
+        session.link_id = link.id
+        details = {"reference_id": session.reference_id, "session": session.public_id}
+        if reconnected and old_reference != session.reference_id:
+            details["previous_reference_id"] = old_reference
+        db.session.add(
+            LinkEvent(
+                connection_id=connection.id,
+                link_id=link.id,
+                session_id=session.id,
+                kind="user_reauth" if reconnected else "connect",
+                details=details,
+            )
+        )
+        db.session.commit()
+        return link, reconnected
+    raise RuntimeError("could not store the link")  # two inserts lost twice: not expected
+
+
+def _queue_backfill(link: Link) -> None:
+    """Queue the initial backfill; if Redis is down, the link is kept and this is recorded."""
+    from whoopadmin.jobs import enqueue_once
+
+    try:
+        enqueue_once(
+            "backfill", "whoopadmin.sync.jobs.backfill_link", link.id, job_id=f"backfill-{link.id}"
+        )
+    except Exception as exc:  # Redis errors must not lose a freshly connected member
+        log.warning("could not queue the backfill of link %s: %s", link.id, type(exc).__name__)
+        db.session.add(
+            LinkEvent(
+                connection_id=link.connection_id,
+                link_id=link.id,
+                kind="backfill_not_queued",
+                details={"error": type(exc).__name__},
+            )
+        )
+        db.session.commit()
+
+
+def redirect_with(url: str, params: dict[str, str]) -> str:
+    """``url`` with ``params`` added to its query string."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# --------------------------------------------------------------------------- links
+
+
+def find_link(public_id: str) -> Link | None:
+    """The link with this public id."""
+    if not public_id or len(public_id) > 64:
+        return None
+    return db.session.scalar(select(Link).where(Link.uid == public_id))
+
+
+def links_for_reference(reference_id: str) -> list[Link]:
+    """Every link whose reference id is ``reference_id``."""
+    return list(db.session.scalars(select(Link).where(Link.reference_id == reference_id)))
+
+
+def disconnect(link: Link, actor) -> str | None:
+    """Revoke at WHOOP, wipe the tokens, mark revoked. Returns a WHOOP error code, if any."""
+    if link.status == "revoked":
+        return None
+    whoop_error = None
+    token = link.access_token
+    if token:
+        try:
+            revoke_access(
+                current_app.config["WHOOP_API_BASE"],
+                token,
+                timeout=float(current_app.config["WHOOP_TIMEOUT"]),
+            )
+        except WhoopError as exc:
+            whoop_error = exc.code
+    link.access_token = None
+    link.refresh_token = None
+    link.access_expires_at = None
+    link.token_version = (link.token_version or 0) + 1
+    link.status = "revoked"
+    link.status_reason = "disconnected"
+    link.revoked_at = utcnow()
+    actor_label = getattr(actor, "email", None) or str(actor)
+    db.session.add(
+        LinkEvent(
+            connection_id=link.connection_id,
+            link_id=link.id,
+            kind="disconnect",
+            details={"by": actor_label, "whoop_revoke_error": whoop_error},
+        )
+    )
+    if getattr(actor, "email", None):
+        audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
+    db.session.commit()
+    return whoop_error
+
+
+def member_warning(connection: Connection) -> str | None:
+    """A warning when an unapproved app nears WHOOP's member cap."""
+    if connection.approved_by_whoop:
+        return None
+    count = setup_service.member_count(connection)
+    cap = setup_service.MEMBER_CAP
+    if count >= cap:
+        return f"{count} of {cap} members linked: WHOOP refuses more until it approves your app."
+    if count >= cap - 2:
+        return f"{count} of {cap} members linked: WHOOP caps unapproved apps at {cap}."
+    return None
+
+
+def count_links(connection: Connection) -> int:
+    """All links of a connection, whatever their status."""
+    return db.session.scalar(select(func.count(Link.id)).where(Link.connection_id == connection.id))
