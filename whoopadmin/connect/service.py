@@ -341,7 +341,6 @@ def _store_link(connection, session, profile, token, granted) -> tuple[Link, boo
         reconnected = link is not None
         if link is None:
             link = Link(connection_id=connection.id, whoop_user_id=profile.user_id)
-            db.session.add(link)
         old_reference = link.reference_id
         link.reference_id = session.reference_id
         link.status = "active"
@@ -357,6 +356,7 @@ def _store_link(connection, session, profile, token, granted) -> tuple[Link, boo
         link.first_name = profile.first_name
         link.last_name = profile.last_name
         link.email_hash = email_hash(profile.email) if profile.email else None
+        db.session.add(link)  # only now: every NOT NULL column is set before any autoflush
         try:
             db.session.flush()
         except IntegrityError:
