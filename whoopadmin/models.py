@@ -5,14 +5,21 @@ from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.setup.models import Connection
+from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
+from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
     "Connection",
     "ConnectSession",
+    "Indicator",
     "Link",
     "LinkEvent",
     "OAuthState",
     "StaffUser",
+    "SyncRun",
+    "WebhookEvent",
+    "WebhookRejection",
+    "WhoopRecord",
 ]

@@ -1,0 +1,265 @@
+"""Inbound WHOOP webhooks: verified, stored before the 2xx, deduped, queued; every refusal."""
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import Queue
+
+from tests.factories import make_link
+from whoopadmin.audit import utcnow
+from whoopadmin.extensions import db
+from whoopadmin.redisconn import get_redis
+from whoopadmin.setup.models import Connection
+from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
+from whoopadmin.webhooks.signatures import partner_signature, whoop_signature
+
+PUBLIC = "https://whoop.acme.test"
+USER = 424242
+
+
+@pytest.fixture
+def hook(configured_app):
+    with configured_app.app_context():
+        make_link(whoop_user_id=USER)
+    return Hook(configured_app)
+
+
+class Hook:
+    """Posts webhooks as WHOOP would, signed with the connection's client secret."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self.secret = app.whoop_app.client_secret
+
+    def body(self, **overrides):
+        event = {
+            "user_id": USER,
+            "id": "9b2f8c2e-0000-4000-8000-000000000001",
+            "type": "sleep.updated",
+            "trace_id": f"trace-{time.monotonic_ns()}",
+        }
+        event.update(overrides)
+        return json.dumps(event).encode()
+
+    def post(
+        self,
+        body=None,
+        *,
+        secret=None,
+        timestamp=None,
+        path="/hooks/whoop/push",
+        base_url=PUBLIC,
+        headers=None,
+    ):
+        body = self.body() if body is None else body
+        timestamp = timestamp or str(int(time.time() * 1000))
+        sent = {
+            "X-WHOOP-Signature-Timestamp": timestamp,
+            "X-WHOOP-Signature": whoop_signature(secret or self.secret, timestamp, body),
+            "Content-Type": "application/json",
+        }
+        sent.update(headers or {})
+        return self.client.post(path, data=body, headers=sent, base_url=base_url)
+
+    def events(self):
+        with self.app.app_context():
+            return [
+                (e.trace_id, e.type, e.status) for e in db.session.scalars(sa.select(WebhookEvent))
+            ]
+
+    def rejections(self):
+        with self.app.app_context():
+            return {r.reason: r.count for r in db.session.scalars(sa.select(WebhookRejection))}
+
+    def queued(self):
+        with self.app.app_context():
+            return [j.args for j in Queue("webhooks", connection=get_redis(self.app)).jobs]
+
+
+def test_accepted_stored_and_queued(hook):
+    response = hook.post(hook.body(trace_id="t-1"))
+    assert response.status_code == 200 and response.json == {"status": "accepted"}
+    assert hook.events() == [("t-1", "sleep.updated", "received")]
+    with hook.app.app_context():
+        event_id = db.session.scalar(sa.select(WebhookEvent.id))
+    assert hook.queued() == [(event_id,)]
+
+
+def test_duplicate_trace_is_stored_once(hook):
+    body = hook.body(trace_id="same")
+    assert hook.post(body).json == {"status": "accepted"}
+    assert hook.post(body).json == {"status": "duplicate"}
+    assert len(hook.events()) == 1 and len(hook.queued()) == 1
+
+
+def test_by_client_id_on_any_host(hook):
+    path = f"/hooks/whoop/push/{hook.app.whoop_app.client_id}"
+    response = hook.post(path=path, base_url="http://localhost")
+    assert response.status_code == 200
+    assert (
+        hook.post(path="/hooks/whoop/push/unknown-client", base_url="http://localhost").status_code
+        == 404
+    )
+
+
+def test_ignored_types_get_a_2xx(hook):
+    response = hook.post(hook.body(type="cycle.updated", trace_id="t-cycle"))
+    assert response.status_code == 200 and response.json == {"status": "ignored"}
+    assert hook.events() == [("t-cycle", "cycle.updated", "ignored")]
+    assert hook.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [
+        ({"secret": "the-wrong-secret"}, 401, "bad_signature"),
+        ({"timestamp": str(int(time.time() * 1000) - 6 * 60 * 1000)}, 401, "stale_timestamp"),
+        ({"timestamp": str(int(time.time() * 1000) + 6 * 60 * 1000)}, 401, "stale_timestamp"),
+        ({"timestamp": "yesterday"}, 401, "bad_timestamp"),
+        ({"headers": {"X-WHOOP-Signature": ""}}, 401, "missing_signature"),
+        ({"body": b"not json"}, 400, "malformed"),
+        ({"body": b"[1, 2]"}, 400, "malformed"),
+        (
+            {
+                "body": json.dumps(
+                    {"user_id": "1", "id": "x", "type": "t", "trace_id": "t"}
+                ).encode()
+            },
+            400,
+            "malformed",
+        ),
+        (
+            {
+                "body": json.dumps(
+                    {"user_id": USER, "type": "sleep.updated", "trace_id": "t"}
+                ).encode()
+            },
+            400,
+            "malformed",
+        ),
+        (
+            {
+                "body": json.dumps(
+                    {"user_id": 1, "id": "x", "type": "sleep.updated", "trace_id": "t"}
+                ).encode()
+            },
+            404,
+            "unknown_user",
+        ),
+        ({"body": b"x" * (64 * 1024 + 1)}, 413, "oversize"),
+    ],
+)
+def test_rejections_are_4xx_and_counted(hook, kwargs, status, reason):
+    response = hook.post(**kwargs)
+    assert response.status_code == status
+    assert response.json["error"] == reason
+    assert hook.events() == []
+    assert hook.rejections() == {reason: 1}
+
+
+def test_signature_failures_are_counted_per_day(hook):
+    for _ in range(3):
+        hook.post(secret="wrong-secret")
+    assert hook.rejections() == {"bad_signature": 3}
+
+
+def test_signature_over_the_raw_bytes(hook):
+    body = hook.body(trace_id="raw")
+    reformatted = json.dumps(json.loads(body), indent=2).encode()
+    timestamp = str(int(time.time() * 1000))
+    response = hook.client.post(
+        "/hooks/whoop/push",
+        data=reformatted,
+        headers={
+            "X-WHOOP-Signature-Timestamp": timestamp,
+            "X-WHOOP-Signature": whoop_signature(hook.secret, timestamp, body),
+        },
+        base_url=PUBLIC,
+    )
+    assert response.status_code == 401
+
+
+def test_previous_secret_accepted_during_rotation(hook, wizard):
+    old = hook.secret
+    new_app = hook.app.whoop_app
+    wizard.credentials("production", new_app.client_id, "rotated-secret-value-1234")
+    assert (
+        hook.post(hook.body(trace_id="new"), secret="rotated-secret-value-1234").status_code == 200
+    )
+    assert hook.post(hook.body(trace_id="old"), secret=old).status_code == 200
+    with hook.app.app_context():
+        connection = db.session.scalar(sa.select(Connection))
+        connection.secret_rotated_at = utcnow() - timedelta(hours=25)
+        db.session.commit()
+    assert hook.post(hook.body(trace_id="late"), secret=old).status_code == 401
+
+
+def test_no_webhooks_on_the_admin_host_path(hook):
+    response = hook.post(base_url="http://localhost")
+    assert response.status_code == 404
+
+
+def test_revoked_link_events_are_ignored(hook):
+    from whoopadmin.connect.models import Link
+
+    with hook.app.app_context():
+        db.session.scalar(sa.select(Link)).status = "revoked"
+        db.session.commit()
+    assert hook.post().json == {"status": "ignored"}
+    assert hook.queued() == []
+
+
+def test_stored_even_when_redis_is_down(hook, make_app, wizard_config, database_url):
+    # The same database, a Redis that does not answer: the event must still be stored.
+    down = make_app(REDIS_URL="redis://127.0.0.1:1/0", **wizard_config)
+    down.whoop_app = hook.app.whoop_app
+    broken = Hook(down)
+    response = broken.post(broken.body(trace_id="while-down"))
+    assert response.status_code == 200
+    assert hook.events() == [("while-down", "sleep.updated", "received")]
+    assert hook.queued() == []
+    # The sweeper queues what was stored but not queued.
+    from whoopadmin.webhooks.jobs import sweep_events
+
+    with hook.app.app_context():
+        assert sweep_events(min_age_seconds=0) == 1
+    assert len(hook.queued()) == 1
+
+
+def test_partner_webhooks(hook, wizard):
+    wizard.credentials(
+        "production", hook.app.whoop_app.client_id, "", webhook_signing_secret="partner-signing-1"
+    )
+    body = json.dumps({"event_type": "lab_requisition.created", "resource_id": "req-1"}).encode()
+    good = hook.client.post(
+        "/hooks/whoop/partner",
+        data=body,
+        base_url=PUBLIC,
+        headers={"WHOOP-Signed": partner_signature("partner-signing-1", body)},
+    )
+    assert good.status_code == 204
+    bad = hook.client.post(
+        "/hooks/whoop/partner",
+        data=body,
+        base_url=PUBLIC,
+        headers={"WHOOP-Signed": partner_signature("other", body)},
+    )
+    assert bad.status_code == 401 and bad.json["error"] == "bad_signature"
+    assert ("lab_requisition.created", "ignored") in [(t, s) for _, t, s in hook.events()]
+
+
+def test_no_secret_in_responses(hook):
+    for kwargs in ({}, {"secret": "wrong"}, {"body": b"{}"}):
+        assert hook.secret.encode() not in hook.post(**kwargs).data
+
+
+def test_redis_really_down_url_is_unreachable():
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    with pytest.raises(redis.RedisError):
+        client.ping()
+    client.close()

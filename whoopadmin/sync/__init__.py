@@ -1,0 +1,1 @@
+"""Syncing WHOOP data: raw records, normalised indicators, backfills and reconciliation."""

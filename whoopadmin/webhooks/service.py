@@ -1,0 +1,229 @@
+"""Accepting WHOOP webhooks: verify, store before answering, queue; count rejections."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from whoopadmin.audit import utcnow
+from whoopadmin.connect.models import Link
+from whoopadmin.dbutil import dialect_insert
+from whoopadmin.extensions import db
+from whoopadmin.setup.models import Connection
+from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
+from whoopadmin.webhooks.signatures import check_partner, check_whoop
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+MEMBER_TYPES = {
+    "sleep.updated",
+    "sleep.deleted",
+    "workout.updated",
+    "workout.deleted",
+    "recovery.updated",
+    "recovery.deleted",
+}
+# Webhooks signed with the previous client secret are accepted this long after a rotation.
+ROTATION_GRACE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to answer WHOOP: a status code and a short JSON body."""
+
+    status: int
+    body: dict
+
+
+def count_rejection(connection: Connection | None, reason: str) -> None:
+    """Count a refused webhook for the connection's dashboard (signature failures matter).
+
+    Refusals for no connection at all are only logged: there is nobody to show them to,
+    and a row per attempt would let anyone fill the table.
+    """
+    if connection is None:
+        log.info("webhook refused: %s", reason)
+        return
+    now = utcnow()
+    table = WebhookRejection.__table__
+    insert = dialect_insert()
+    stmt = insert(table).values(
+        connection_id=connection.id, reason=reason, day=now.date(), count=1, last_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["connection_id", "reason", "day"],
+        set_={"count": table.c.count + 1, "last_at": stmt.excluded.last_at},
+    )
+    try:
+        db.session.execute(stmt)
+        db.session.commit()
+    except Exception as exc:  # counting must never turn a 4xx into a 500
+        db.session.rollback()
+        log.warning("could not count a webhook rejection: %s", type(exc).__name__)
+
+
+def reject(connection: Connection | None, status: int, reason: str, message: str) -> Outcome:
+    count_rejection(connection, reason)
+    return Outcome(status, {"error": reason, "message": message})
+
+
+def signing_secrets(connection: Connection) -> list[str]:
+    """The client secret, plus the previous one during a rotation's grace period."""
+    secrets = [connection.client_secret] if connection.client_secret_sealed else []
+    rotated = connection.secret_rotated_at
+    if (
+        connection.previous_client_secret_sealed
+        and rotated is not None
+        and utcnow() - rotated < ROTATION_GRACE
+    ):
+        secrets.append(connection.previous_client_secret)
+    return secrets
+
+
+def parse_member_event(body: bytes) -> dict | None:
+    """The event's fields if the body is a well-formed v2 webhook, else None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user_id, object_id = data.get("user_id"), data.get("id")
+    event_type, trace_id = data.get("type"), data.get("trace_id")
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 0 < user_id < 2**63:
+        return None
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= 64:
+        return None
+    if not isinstance(trace_id, str) or not 0 < len(trace_id) <= 128:
+        return None
+    if isinstance(object_id, int) and not isinstance(object_id, bool):
+        object_id = str(object_id)  # WHOOP sends a string; tolerate a number
+    if not isinstance(object_id, str) or not 0 < len(object_id) <= 128:
+        return None
+    return {"user_id": user_id, "id": object_id, "type": event_type, "trace_id": trace_id}
+
+
+def receive_member_event(
+    connection: Connection | None, headers, body: bytes, now_ms: int | None = None
+) -> Outcome:
+    """Verify and store one member webhook, then queue it. Never raises."""
+    if connection is None:
+        return reject(None, 404, "unknown_connection", "No connection answers here.")
+    if len(body) > MAX_BODY:
+        return reject(connection, 413, "oversize", "The body is too large.")
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    reason = check_whoop(
+        signing_secrets(connection),
+        headers.get("X-WHOOP-Signature-Timestamp"),
+        headers.get("X-WHOOP-Signature"),
+        body,
+        now_ms,
+    )
+    if reason:
+        return reject(connection, 401, reason, "The webhook signature is not valid.")
+    event = parse_member_event(body)
+    if event is None:
+        return reject(connection, 400, "malformed", "The body is not a WHOOP v2 webhook.")
+    link = db.session.scalar(
+        select(Link).where(
+            Link.connection_id == connection.id, Link.whoop_user_id == event["user_id"]
+        )
+    )
+    if link is None:
+        return reject(connection, 404, "unknown_user", "No linked member has this user id.")
+    known = event["type"] in MEMBER_TYPES and link.status != "revoked"
+    row = WebhookEvent(
+        connection_id=connection.id,
+        link_id=link.id,
+        trace_id=event["trace_id"],
+        type=event["type"],
+        whoop_user_id=event["user_id"],
+        object_id=event["id"],
+        status="received" if known else "ignored",
+        result=None if known else "type not processed, or link revoked",
+        body=event,
+    )
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a redelivery: stored and queued the first time
+        return Outcome(200, {"status": "duplicate"})
+    if known:
+        queue_event(row.id)
+    return Outcome(200, {"status": "accepted" if known else "ignored"})
+
+
+def queue_event(event_id: int) -> bool:
+    """Queue processing; if Redis is down the event stays ``received`` for the sweeper."""
+    from whoopadmin.jobs import enqueue_once
+
+    try:
+        enqueue_once(
+            "webhooks",
+            "whoopadmin.webhooks.jobs.process_event",
+            event_id,
+            job_id=f"webhook-{event_id}",
+        )
+    except Exception as exc:  # the event is stored; the sweeper queues it later
+        log.warning("webhook %s stored, not queued: %s", event_id, type(exc).__name__)
+        return False
+    return True
+
+
+def receive_partner_event(connection: Connection | None, headers, body: bytes) -> Outcome:
+    """Verify and store one Partner API webhook (``WHOOP-Signed``)."""
+    if connection is None:
+        return reject(None, 404, "unknown_connection", "No connection answers here.")
+    if len(body) > MAX_BODY:
+        return reject(connection, 413, "oversize", "The body is too large.")
+    secret = connection.webhook_signing_secret if connection.webhook_signing_secret_sealed else None
+    reason = check_partner(secret, headers.get("WHOOP-Signed"), body)
+    if reason:
+        return reject(connection, 401, reason, "The partner webhook signature is not valid.")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("event_type"), str)
+        or not isinstance(data.get("resource_id"), str | int)
+        or isinstance(data.get("resource_id"), bool)
+    ):
+        return reject(connection, 400, "malformed", "The body is not a partner webhook.")
+    import hashlib
+
+    trace = hashlib.sha256(body).hexdigest()[:64]  # partner events carry no trace id
+    db.session.add(
+        WebhookEvent(
+            connection_id=connection.id,
+            source="partner",
+            trace_id=f"partner:{trace}",
+            type=data["event_type"][:64],
+            object_id=str(data["resource_id"])[:128],
+            status="ignored",
+            result="partner events are stored for support; nothing to sync",
+            body={"event_type": data["event_type"], "resource_id": data["resource_id"]},
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return Outcome(204, {})
+    return Outcome(204, {})
+
+
+def connection_for_client_id(client_id: str) -> Connection | None:
+    """The connection whose WHOOP client id is ``client_id``."""
+    if not client_id or len(client_id) > 255:
+        return None
+    return db.session.scalar(select(Connection).where(Connection.client_id == client_id))
