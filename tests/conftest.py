@@ -12,10 +12,12 @@ import redis
 import sqlalchemy as sa
 from jinja2 import StrictUndefined
 
-from tests.helpers import csrf_from, reset_schema, zone
+from tests.helpers import EndUser, csrf_from, reset_schema, zone
 from whoopadmin import create_app
+from whoopadmin.connect import service as connect_service
 from whoopadmin.crypto import generate_key
 from whoopadmin.extensions import db
+from whoopadmin.setup.models import Connection
 
 PG_URL = os.environ.get("WHOOPADMIN_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("WHOOPADMIN_TEST_REDIS_URL")
@@ -325,3 +327,57 @@ def configured_app(app, wizard):
     """An app whose production connection went through the whole wizard and is live."""
     app.whoop_app = wizard.complete()
     return app
+
+
+# --------------------------------------------------------------------------- connecting members
+
+
+@pytest.fixture
+def connection_id(configured_app):
+    with configured_app.app_context():
+        connection = db.session.scalar(db.select(Connection))
+        connection.allowed_origins = ["https://app.acme.test"]
+        connection.app_schemes = ["acmehealth"]
+        db.session.commit()
+        return connection.id
+
+
+@pytest.fixture
+def new_session(configured_app, connection_id):
+    """Create a connect session: ``new_session(**fields)`` returns its token."""
+
+    def create(**fields):
+        values = {
+            "reference_id": "user-42",
+            "success_redirect_url": "https://app.acme.test/whoop/done?x=1",
+            "failure_redirect_url": "https://app.acme.test/whoop/failed",
+            "created_by": "test",
+        }
+        values.update(fields)
+        with configured_app.app_context():
+            connection = db.session.get(Connection, connection_id)
+            _, token = connect_service.create_session(connection, **values)
+        return token
+
+    return create
+
+
+@pytest.fixture
+def member(sandbox):
+    return sandbox.state.create_member(days=10)
+
+
+@pytest.fixture
+def end_user(configured_app, sandbox, member):
+    return EndUser(configured_app, sandbox, member)
+
+
+@pytest.fixture
+def linked(configured_app, end_user, new_session):
+    """Connect the sandbox member through the real flow; return the link's id."""
+    from whoopadmin.connect.models import Link
+
+    response = end_user.connect(new_session())
+    assert response.status_code == 303, response.data
+    with configured_app.app_context():
+        return db.session.scalar(sa.select(Link.id))

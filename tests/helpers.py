@@ -1,7 +1,10 @@
 """Small helpers shared by tests."""
 
 import re
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
 
+import requests
 import sqlalchemy as sa
 
 from whoopadmin.domains import zone_text as zone  # noqa: F401 - zone files for the DNS server
@@ -27,3 +30,60 @@ def csrf_from(html: str) -> str:
     assert match, "page has no CSRF token"
     return match.group(1)
 
+
+PUBLIC = "https://whoop.acme.test"
+HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+class EndUser:
+    """An end user: opens the connect link, consents at the sandbox, lands on the callback."""
+
+    def __init__(self, app, sandbox, member):
+        self.app, self.sandbox, self.member = app, sandbox, member
+        self.client = app.test_client()
+
+    def open(self, token: str):
+        return self.client.get(f"/connect/{token}", base_url=PUBLIC)
+
+    def start(self, token: str):
+        page = self.open(token)
+        assert page.status_code == 200, page.status_code
+        response = self.client.post(
+            f"/connect/{token}/start",
+            data={"csrf_token": csrf_from(page.get_data(as_text=True))},
+            base_url=PUBLIC,
+            # Over https Flask-WTF also checks the Referer, as a browser would send it.
+            headers={"Referer": f"{PUBLIC}/connect/{token}"},
+        )
+        assert response.status_code == 303, response.status_code
+        return response.headers["Location"]
+
+    def consent(self, authorize_url: str, action: str = "approve") -> str:
+        """Sign in at the sandbox and answer; return where WHOOP redirects back to."""
+        with requests.Session() as http:
+            page = http.get(authorize_url, timeout=10)
+            assert page.status_code == 200, page.text
+            form = dict(HIDDEN_RE.findall(page.text))
+            form = {k: unescape(v) for k, v in form.items()}
+            form.update(email=self.member.email, password=self.member.password, action=action)
+            answer = http.post(
+                urlsplit(authorize_url)._replace(query="").geturl(),
+                data=form,
+                allow_redirects=False,
+                timeout=10,
+            )
+        assert answer.status_code == 302, answer.text
+        return answer.headers["Location"]
+
+    def callback(self, location: str):
+        parts = urlsplit(location)
+        assert f"{parts.scheme}://{parts.netloc}" == PUBLIC, location
+        return self.client.get(f"{parts.path}?{parts.query}", base_url=PUBLIC)
+
+    def connect(self, token: str, action: str = "approve"):
+        return self.callback(self.consent(self.start(token), action))
+
+
+def query(location: str) -> dict[str, str]:
+    """The query parameters of a redirect."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}

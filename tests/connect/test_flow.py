@@ -7,7 +7,7 @@ import requests
 import sqlalchemy as sa
 from rq import Queue
 
-from tests.connect.conftest import PUBLIC, EndUser, query
+from tests.helpers import PUBLIC, EndUser, query
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.extensions import db

@@ -44,6 +44,10 @@ class Link(SealedMixin, db.Model):
     token_version: Mapped[int] = mapped_column(default=0)
     access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     scopes: Mapped[str | None] = mapped_column(String(500))
+    # Consecutive failed refreshes (network, 5xx): past a limit the link turns ``error``.
+    refresh_failures: Mapped[int] = mapped_column(default=0)
+    last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_refresh_result: Mapped[str | None] = mapped_column(String(64))
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -40,6 +40,8 @@ class Connection(SealedMixin, db.Model):
     approved_by_whoop: Mapped[bool] = mapped_column(default=False)
     # Send PKCE with the authorization request (WHOOP's support for it is unconfirmed).
     use_pkce: Mapped[bool] = mapped_column(default=False)
+    # How far back the backfill on connect reaches.
+    backfill_days: Mapped[int] = mapped_column(default=30)
     # The last credentials probe: accepted / invalid_client / unreachable / unexpected.
     credentials_check: Mapped[str | None] = mapped_column(String(32))
     credentials_message: Mapped[str | None] = mapped_column(String(500))
