@@ -382,11 +382,15 @@ def _store_link(connection, session, profile, token, granted) -> tuple[Link, boo
 
 def _queue_backfill(link: Link) -> None:
     """Queue the initial backfill; if Redis is down, the link is kept and this is recorded."""
-    from whoopadmin.jobs import enqueue_once
+    from whoopadmin.jobs import RETRY, enqueue_once
 
     try:
         enqueue_once(
-            "backfill", "whoopadmin.sync.jobs.backfill_link", link.id, job_id=f"backfill-{link.id}"
+            "backfill",
+            "whoopadmin.sync.jobs.backfill_link",
+            link.id,
+            job_id=f"backfill-{link.id}",
+            retry=RETRY,
         )
     except Exception as exc:  # Redis errors must not lose a freshly connected member
         log.warning("could not queue the backfill of link %s: %s", link.id, type(exc).__name__)

@@ -7,11 +7,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, current_app
-from rq import Queue, Worker
+from rq import Queue, Retry, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from whoopadmin.redisconn import get_redis
+
+# Transient failures (WHOOP down, network) are retried on this schedule (seconds).
+RETRY = Retry(max=5, interval=[10, 30, 60, 300, 900])
 
 # In priority order: a worker listening on several takes from the first non-empty one.
 QUEUES = ("webhooks", "refresh", "sync", "deliveries", "backfill", "domains")

@@ -24,6 +24,13 @@ def periodic_jobs() -> list[Periodic]:
     return [
         # Domain checks are due on their own back-off schedule; this finds the due ones.
         Periodic("whoopadmin.setup.jobs.check_due_domains", "domains", 60),
+        # Tokens expiring within 15 minutes are refreshed ahead of time.
+        Periodic("whoopadmin.sync.jobs.refresh_due", "refresh", 300),
+        # Webhooks stored while Redis was down (or never processed) are queued again.
+        Periodic("whoopadmin.webhooks.jobs.sweep_events", "webhooks", 60),
+        # Each hour a 24th of the links re-reads its last days: webhooks can be missed.
+        Periodic("whoopadmin.sync.jobs.reconcile_due", "sync", 3600),
+        Periodic("whoopadmin.sync.jobs.cleanup_expired", "sync", 3600),
     ]
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rq import Retry
 from sqlalchemy import select
 
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
+from whoopadmin.jobs import RETRY
 from whoopadmin.sync import tokens
-
-# Transient failures are retried by RQ on this schedule (seconds).
-RETRY = Retry(max=5, interval=[10, 30, 60, 300, 900])
 
 
 def refresh_link(link_id: int, reason: str = "scheduled") -> str:
@@ -61,3 +58,56 @@ def cleanup_expired(older_than: timedelta = timedelta(days=1)) -> int:
     ).rowcount
     db.session.commit()
     return states + gone + sessions
+
+
+def backfill_link(link_id: int, start: str | None = None, end: str | None = None) -> dict:
+    """Backfill one link (queue ``backfill``): the configured window, or ``[start, end)``."""
+    from datetime import datetime
+
+    from whoopadmin.sync import service
+
+    try:
+        link = service.active_link(link_id)
+    except service.LinkInactive:
+        return {}
+    if start is None:
+        window_start, window_end = service.backfill_window(link)
+        reason = "backfill"
+    else:
+        window_start = datetime.fromisoformat(start)
+        window_end = datetime.fromisoformat(end) if end else None
+        reason = "resync"
+    try:
+        return service.sync_window(link_id, window_start, window_end, reason)
+    except service.LinkInactive:
+        return {}
+
+
+def reconcile_link(link_id: int) -> dict:
+    """Re-fetch the last few days (queue ``sync``): webhooks can be missed."""
+    from whoopadmin.sync import service
+
+    start = utcnow() - timedelta(days=service.RECONCILE_DAYS)
+    try:
+        return service.sync_window(link_id, start, None, "reconcile")
+    except service.LinkInactive:
+        return {}
+
+
+def reconcile_due(now=None) -> int:
+    """Queue today's reconciliation for a 24th of the links (staggered). Cron: hourly."""
+    from whoopadmin.jobs import enqueue_once
+
+    now = now or utcnow()
+    ids = db.session.scalars(
+        select(Link.id).where(Link.status == "active", Link.id % 24 == now.hour)
+    ).all()
+    for link_id in ids:
+        enqueue_once(
+            "sync",
+            reconcile_link,
+            link_id,
+            job_id=f"reconcile-{link_id}-{now:%Y%m%d}",
+            retry=RETRY,
+        )
+    return len(ids)

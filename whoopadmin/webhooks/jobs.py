@@ -22,3 +22,37 @@ def sweep_events(min_age_seconds: int = 30, limit: int = 1000) -> int:
         .limit(limit)
     ).all()
     return sum(1 for event_id in ids if queue_event(event_id))
+
+
+def process_event(event_id: int) -> str:
+    """Fetch or delete what one webhook names (queue ``webhooks``); idempotent."""
+    from whoopadmin.connect.models import Link
+    from whoopadmin.sync import service
+
+    event = db.session.get(WebhookEvent, event_id)
+    if event is None or event.status in ("processed", "ignored"):
+        return "nothing to do"
+    event.attempts = (event.attempts or 0) + 1
+    link = db.session.get(Link, event.link_id) if event.link_id else None
+    if link is None or link.status not in ("active", "error"):
+        event.status, event.result = "ignored", "link not active"
+        event.processed_at = utcnow()
+        db.session.commit()
+        return event.result
+    db.session.commit()
+    try:
+        result = service.apply_event(link, event.type, event.object_id)
+    except service.LinkInactive as exc:
+        result, status = str(exc), "failed"
+    except Exception as exc:
+        db.session.rollback()
+        event = db.session.get(WebhookEvent, event_id)
+        event.result = f"attempt {event.attempts} failed: {type(exc).__name__}"[:255]
+        db.session.commit()
+        raise  # RQ retries; storing is idempotent
+    else:
+        status = "processed"
+    event = db.session.get(WebhookEvent, event_id)
+    event.status, event.result, event.processed_at = status, result[:255], utcnow()
+    db.session.commit()
+    return result

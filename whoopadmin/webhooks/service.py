@@ -163,7 +163,7 @@ def receive_member_event(
 
 def queue_event(event_id: int) -> bool:
     """Queue processing; if Redis is down the event stays ``received`` for the sweeper."""
-    from whoopadmin.jobs import enqueue_once
+    from whoopadmin.jobs import RETRY, enqueue_once
 
     try:
         enqueue_once(
@@ -171,6 +171,7 @@ def queue_event(event_id: int) -> bool:
             "whoopadmin.webhooks.jobs.process_event",
             event_id,
             job_id=f"webhook-{event_id}",
+            retry=RETRY,
         )
     except Exception as exc:  # the event is stored; the sweeper queues it later
         log.warning("webhook %s stored, not queued: %s", event_id, type(exc).__name__)

@@ -1,8 +1,8 @@
-"""connect sessions, oauth states, link events, api keys
+"""connect sessions, api keys, webhooks, synced data
 
-Revision ID: 56f39517a6a6
+Revision ID: 7ddda0d65b83
 Revises: 2e35c26aa9ce
-Create Date: 2026-11-23 13:16:28.627884
+Create Date: 2026-11-23 13:29:08.341611
 
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "56f39517a6a6"
+revision = "7ddda0d65b83"
 down_revision = "2e35c26aa9ce"
 branch_labels = None
 depends_on = None
@@ -35,6 +35,24 @@ def upgrade():
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+    )
+    op.create_table(
+        "webhook_rejections",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connection_id", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_webhook_rejections_connection_id_connections"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_rejections")),
+        sa.UniqueConstraint(
+            "connection_id", "reason", "day", name=op.f("uq_webhook_rejections_connection_id")
+        ),
     )
     op.create_table(
         "connect_sessions",
@@ -69,6 +87,111 @@ def upgrade():
         )
         batch_op.create_index(
             batch_op.f("ix_connect_sessions_expires_at"), ["expires_at"], unique=False
+        )
+
+    op.create_table(
+        "indicators",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("link_id", sa.Integer(), nullable=False),
+        sa.Column("record_type", sa.String(length=16), nullable=False),
+        sa.Column("whoop_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=48), nullable=False),
+        sa.Column("value", sa.Double(), nullable=True),
+        sa.Column("text", sa.String(length=100), nullable=True),
+        sa.Column("unit", sa.String(length=16), nullable=True),
+        sa.Column("start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("end", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["link_id"], ["links.id"], name=op.f("fk_indicators_link_id_links")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_indicators")),
+        sa.UniqueConstraint(
+            "link_id", "record_type", "whoop_id", "name", name=op.f("uq_indicators_link_id")
+        ),
+    )
+    with op.batch_alter_table("indicators", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_indicators_link_name_start", ["link_id", "name", "start"], unique=False
+        )
+
+    op.create_table(
+        "sync_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("link_id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=24), nullable=False),
+        sa.Column("records", sa.Integer(), nullable=False),
+        sa.Column("outcome", sa.String(length=24), nullable=False),
+        sa.Column("error", sa.String(length=255), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["link_id"], ["links.id"], name=op.f("fk_sync_runs_link_id_links")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_runs")),
+    )
+    with op.batch_alter_table("sync_runs", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_sync_runs_link_type_at", ["link_id", "type", "finished_at"], unique=False
+        )
+
+    op.create_table(
+        "webhook_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connection_id", sa.Integer(), nullable=False),
+        sa.Column("link_id", sa.Integer(), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("trace_id", sa.String(length=128), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("whoop_user_id", sa.BigInteger(), nullable=True),
+        sa.Column("object_id", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("result", sa.String(length=255), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_webhook_events_connection_id_connections"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["link_id"], ["links.id"], name=op.f("fk_webhook_events_link_id_links")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
+        sa.UniqueConstraint(
+            "connection_id", "trace_id", name=op.f("uq_webhook_events_connection_id")
+        ),
+    )
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_webhook_events_link_received", ["link_id", "received_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_webhook_events_status_received", ["status", "received_at"], unique=False
+        )
+
+    op.create_table(
+        "whoop_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("link_id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("whoop_id", sa.String(length=64), nullable=False),
+        sa.Column("start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("whoop_updated_at", sa.String(length=40), nullable=True),
+        sa.Column("score_state", sa.String(length=24), nullable=True),
+        sa.Column("deleted", sa.Boolean(), nullable=False),
+        sa.Column("raw", sa.JSON(), nullable=False),
+        sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["link_id"], ["links.id"], name=op.f("fk_whoop_records_link_id_links")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_whoop_records")),
+        sa.UniqueConstraint("link_id", "type", "whoop_id", name=op.f("uq_whoop_records_link_id")),
+    )
+    with op.batch_alter_table("whoop_records", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_whoop_records_link_type_start", ["link_id", "type", "start"], unique=False
         )
 
     op.create_table(
@@ -134,11 +257,19 @@ def upgrade():
         batch_op.add_column(
             sa.Column("use_pkce", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(
+            sa.Column("backfill_days", sa.Integer(), nullable=False, server_default="30")
+        )
 
     with op.batch_alter_table("links", schema=None) as batch_op:
         batch_op.add_column(sa.Column("email_sealed", sa.String(length=1024), nullable=True))
         batch_op.add_column(sa.Column("first_name_sealed", sa.String(length=1024), nullable=True))
         batch_op.add_column(sa.Column("last_name_sealed", sa.String(length=1024), nullable=True))
+        batch_op.add_column(
+            sa.Column("refresh_failures", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(sa.Column("last_refresh_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("last_refresh_result", sa.String(length=64), nullable=True))
 
     # ### end Alembic commands ###
 
@@ -146,11 +277,15 @@ def upgrade():
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.drop_column("last_refresh_result")
+        batch_op.drop_column("last_refresh_at")
+        batch_op.drop_column("refresh_failures")
         batch_op.drop_column("last_name_sealed")
         batch_op.drop_column("first_name_sealed")
         batch_op.drop_column("email_sealed")
 
     with op.batch_alter_table("connections", schema=None) as batch_op:
+        batch_op.drop_column("backfill_days")
         batch_op.drop_column("use_pkce")
 
     with op.batch_alter_table("oauth_states", schema=None) as batch_op:
@@ -164,10 +299,28 @@ def downgrade():
         batch_op.drop_index(batch_op.f("ix_link_events_connection_id"))
 
     op.drop_table("link_events")
+    with op.batch_alter_table("whoop_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_whoop_records_link_type_start")
+
+    op.drop_table("whoop_records")
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_events_status_received")
+        batch_op.drop_index("ix_webhook_events_link_received")
+
+    op.drop_table("webhook_events")
+    with op.batch_alter_table("sync_runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_sync_runs_link_type_at")
+
+    op.drop_table("sync_runs")
+    with op.batch_alter_table("indicators", schema=None) as batch_op:
+        batch_op.drop_index("ix_indicators_link_name_start")
+
+    op.drop_table("indicators")
     with op.batch_alter_table("connect_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_connect_sessions_expires_at"))
         batch_op.drop_index(batch_op.f("ix_connect_sessions_connection_id"))
 
     op.drop_table("connect_sessions")
+    op.drop_table("webhook_rejections")
     op.drop_table("api_keys")
     # ### end Alembic commands ###

@@ -1,0 +1,287 @@
+"""Fetching WHOOP data for a link and storing it: raw records plus normalised indicators."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from whoopadmin.audit import utcnow
+from whoopadmin.connect.models import Link, LinkEvent
+from whoopadmin.dbutil import upsert
+from whoopadmin.extensions import db
+from whoopadmin.redisconn import get_redis
+from whoopadmin.setup.models import Connection
+from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
+from whoopadmin.sync.tokens import LinkTokens
+from whoopadmin.whoop import normalise as norm
+from whoopadmin.whoop.api import WhoopError
+from whoopadmin.whoop.client import WhoopClient
+from whoopadmin.whoop.ratelimit import RateBudget
+
+log = logging.getLogger(__name__)
+
+# (record type, API collection), in the order a backfill walks them.
+COLLECTIONS = (
+    ("cycle", "cycle"),
+    ("sleep", "activity/sleep"),
+    ("recovery", "recovery"),
+    ("workout", "activity/workout"),
+)
+RECONCILE_DAYS = 3
+
+
+class LinkInactive(Exception):
+    """The link cannot be synced (revoked, or WHOOP wants the member to reconnect)."""
+
+
+def budget_for(connection: Connection) -> RateBudget:
+    """The WHOOP app's shared request budget (one per client id, in Redis)."""
+    return RateBudget(
+        get_redis(),
+        connection.client_id,
+        connection.rate_limit_per_minute,
+        connection.rate_limit_per_day,
+    )
+
+
+def client_for(link: Link) -> WhoopClient:
+    """A WHOOP client for this link: its tokens, its app's budget."""
+    connection = db.session.get(Connection, link.connection_id)
+    return WhoopClient(
+        current_app.config["WHOOP_API_BASE"],
+        LinkTokens(link.id),
+        budget=budget_for(connection),
+        timeout=float(current_app.config["WHOOP_TIMEOUT"]),
+        max_retries=int(current_app.config.get("WHOOP_MAX_RETRIES", 3)),
+        backoff=float(current_app.config.get("WHOOP_BACKOFF", 0.5)),
+    )
+
+
+def _ts(value) -> datetime | None:
+    return norm.parse_timestamp(value)
+
+
+def store(link: Link, kind: str, records: Iterable[dict]) -> int:
+    """Upsert raw records and their indicators; a re-sync of unchanged data changes nothing."""
+    records = list(records)
+    if not records:
+        return 0
+    type_ = norm.canonical_kind(kind)
+    raw_rows, keyed = [], {}
+    now = utcnow()
+    for record in records:
+        try:
+            _, whoop_id = norm.record_key(kind, record, link.whoop_user_id)
+        except ValueError:
+            log.warning("link %s: skipped a %s record without an id", link.id, type_)
+            continue
+        keyed[whoop_id] = record
+    for whoop_id, record in keyed.items():
+        raw_rows.append(
+            {
+                "link_id": link.id,
+                "type": type_,
+                "whoop_id": whoop_id,
+                "start": _ts(record.get("start")) or _ts(record.get("created_at")),
+                "end": _ts(record.get("end")),
+                "whoop_updated_at": str(record.get("updated_at") or "")[:40] or None,
+                "score_state": str(record.get("score_state") or "")[:24] or None,
+                "deleted": False,
+                "raw": record,
+                "fetched_at": now,
+            }
+        )
+    # Records edited at WHOOP lose their old indicators first (a score can disappear).
+    stored = dict(
+        db.session.execute(
+            select(WhoopRecord.whoop_id, WhoopRecord.whoop_updated_at).where(
+                WhoopRecord.link_id == link.id,
+                WhoopRecord.type == type_,
+                WhoopRecord.whoop_id.in_(list(keyed)),
+            )
+        ).all()
+    )
+    changed = [
+        r["whoop_id"]
+        for r in raw_rows
+        if stored.get(r["whoop_id"], r["whoop_updated_at"]) != r["whoop_updated_at"]
+    ]
+    if changed:
+        db.session.execute(
+            delete(Indicator).where(
+                Indicator.link_id == link.id,
+                Indicator.record_type == type_,
+                Indicator.whoop_id.in_(changed),
+            )
+        )
+    upsert(
+        WhoopRecord,
+        raw_rows,
+        keys=["link_id", "type", "whoop_id"],
+        update=["start", "end", "whoop_updated_at", "score_state", "deleted", "raw", "fetched_at"],
+    )
+    indicator_rows = []
+    for whoop_id, record in keyed.items():
+        for item in norm.normalise(kind, record, link.whoop_user_id):
+            numeric = isinstance(item.value, int | float)
+            indicator_rows.append(
+                {
+                    "link_id": link.id,
+                    "record_type": type_,
+                    "whoop_id": whoop_id,
+                    "name": item.name,
+                    "value": float(item.value) if numeric else None,
+                    "text": None if numeric else str(item.value)[:100],
+                    "unit": item.unit,
+                    "start": _ts(item.start),
+                    "end": _ts(item.end),
+                }
+            )
+    upsert(
+        Indicator,
+        indicator_rows,
+        keys=["link_id", "record_type", "whoop_id", "name"],
+        update=["value", "text", "unit", "start", "end"],
+    )
+    db.session.commit()
+    return len(raw_rows)
+
+
+def mark_deleted(link: Link, type_: str, whoop_id: str) -> bool:
+    """Mark a record deleted at WHOOP and drop its indicators; return whether it existed."""
+    result = db.session.execute(
+        update(WhoopRecord)
+        .where(
+            WhoopRecord.link_id == link.id,
+            WhoopRecord.type == type_,
+            WhoopRecord.whoop_id == whoop_id,
+        )
+        .values(deleted=True, fetched_at=utcnow())
+    )
+    db.session.execute(
+        delete(Indicator).where(
+            Indicator.link_id == link.id,
+            Indicator.record_type == type_,
+            Indicator.whoop_id == whoop_id,
+        )
+    )
+    db.session.commit()
+    return result.rowcount > 0
+
+
+def _record_run(
+    link: Link, type_: str, reason: str, count: int, outcome: str, error=None, started=None
+):
+    db.session.add(
+        SyncRun(
+            link_id=link.id,
+            type=type_,
+            reason=reason,
+            records=count,
+            outcome=outcome,
+            error=error,
+            started_at=started or utcnow(),
+            finished_at=utcnow(),
+        )
+    )
+    db.session.commit()
+
+
+def active_link(link_id: int) -> Link:
+    """The link, if it may be synced; else LinkInactive."""
+    link = db.session.get(Link, link_id)
+    if link is None or link.status not in ("active", "error"):
+        raise LinkInactive(f"link {link_id} is not active")
+    return link
+
+
+def sync_window(
+    link_id: int, start: datetime, end: datetime | None = None, reason: str = "backfill"
+) -> dict[str, int]:
+    """Fetch every collection in ``[start, end)`` plus the body measurement; store all."""
+    link = active_link(link_id)
+    counts: dict[str, int] = {}
+    with client_for(link) as client:
+        try:
+            started = utcnow()
+            body = client.body_measurement()
+            counts["body_measurement"] = store(link, "body_measurement", [body])
+            _record_run(link, "body_measurement", reason, 1, "ok", started=started)
+        except WhoopError as exc:
+            if exc.code == "unauthorized":
+                _unauthorized(link, reason)
+                raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
+            if exc.code != "not_found":
+                _record_run(link, "body_measurement", reason, 0, "error", exc.code)
+                raise
+        for type_, collection in COLLECTIONS:
+            started = utcnow()
+            count = 0
+            try:
+                for page in client.iter_pages(collection, start, end):
+                    count += store(link, collection, page)
+            except WhoopError as exc:
+                _record_run(link, type_, reason, count, "error", exc.code, started)
+                if exc.code == "unauthorized":
+                    _unauthorized(link, reason)
+                    raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
+                raise  # transient: the job is retried, and storing is idempotent
+            counts[type_] = count
+            _record_run(link, type_, reason, count, "ok", started=started)
+    return counts
+
+
+def _unauthorized(link: Link, reason: str) -> None:
+    db.session.add(
+        LinkEvent(
+            connection_id=link.connection_id,
+            link_id=link.id,
+            kind="sync_failed",
+            reason="unauthorized",
+            details={"sync": reason},
+        )
+    )
+    db.session.commit()
+
+
+def backfill_window(link: Link) -> tuple[datetime, datetime]:
+    """The backfill on connect: the connection's configured number of days."""
+    connection = db.session.get(Connection, link.connection_id)
+    end = utcnow()
+    return end - timedelta(days=connection.backfill_days or 30), end
+
+
+def apply_event(link: Link, event_type: str, object_id: str) -> str:
+    """Fetch (or delete) the one object a webhook names; return what was done."""
+    kind, _, action = event_type.partition(".")
+    with client_for(link) as client:
+        if action == "deleted":
+            done = mark_deleted(link, kind, object_id)
+            if kind == "sleep":  # its recovery goes with it
+                mark_deleted(link, "recovery", object_id)
+            return "deleted" if done else "deleted (was not stored)"
+        try:
+            if kind == "sleep":
+                store(link, "sleep", [client.sleep(object_id)])
+                return "sleep stored"
+            if kind == "workout":
+                store(link, "workout", [client.workout(object_id)])
+                return "workout stored"
+            if kind == "recovery":
+                # A recovery has no id of its own: the event names the sleep; the recovery
+                # belongs to that sleep's cycle.
+                sleep = client.sleep(object_id)
+                store(link, "sleep", [sleep])
+                recovery = client.cycle_recovery(int(sleep["cycle_id"]))
+                store(link, "recovery", [recovery])
+                return "recovery stored"
+        except WhoopError as exc:
+            if exc.code == "not_found":  # gone at WHOOP since the event was sent
+                mark_deleted(link, kind, object_id)
+                return "not found at WHOOP: marked deleted"
+            raise
+    return "ignored"
