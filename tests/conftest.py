@@ -12,7 +12,7 @@ import redis
 import sqlalchemy as sa
 from jinja2 import StrictUndefined
 
-from tests.helpers import EndUser, csrf_from, reset_schema, zone
+from tests.helpers import AuthActions, EndUser, csrf_from, reset_schema, zone
 from whoopadmin import create_app
 from whoopadmin.connect import service as connect_service
 from whoopadmin.crypto import generate_key
@@ -142,26 +142,6 @@ def runner(app):
     return app.test_cli_runner()
 
 
-class AuthActions:
-    """Sign in and out through the real login form (flaskr's ``auth`` helper)."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def csrf(self, path: str = "/login") -> str:
-        return csrf_from(self._client.get(path).get_data(as_text=True))
-
-    def login(self, email: str = "operator@example.com", password: str = "operator-password"):
-        token = self.csrf("/login")
-        return self._client.post(
-            "/login", data={"email": email, "password": password, "csrf_token": token}
-        )
-
-    def logout(self):
-        token = self.csrf("/")
-        return self._client.post("/logout", data={"csrf_token": token})
-
-
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
@@ -247,9 +227,11 @@ class Wizard:
 
     def whoop_app(self, environment="production", hostname="whoop.acme.test"):
         """Register a WHOOP app at the sandbox for this connection's redirect URL."""
+        scheme, port = self.app.config["PUBLIC_SCHEME"], self.app.config.get("PUBLIC_PORT")
+        base = f"{scheme}://{hostname}" + (f":{port}" if port else "")
         return self.sandbox.state.create_app(
-            redirect_uris=[f"https://{hostname}/auth/whoop/oauth2"],
-            webhook_urls=[f"https://{hostname}/hooks/whoop/push"],
+            redirect_uris=[f"{base}/auth/whoop/oauth2"],
+            webhook_urls=[f"{base}/hooks/whoop/push"],
         )
 
     def credentials(self, environment, client_id, client_secret, **extra):
@@ -278,13 +260,13 @@ class Wizard:
     def publish_records(self, environment, body_extra=""):
         """Put the correct routing and validation records into acme.test."""
         c = self.connection(environment)
-        label = c.hostname.removesuffix(".acme.test")
+        label, zone_name = c.hostname.split(".", 1)
         body = (
             f"{label} CNAME {CNAME_TARGET}.\n"
             f"_acme-challenge.{label} CNAME {c.validation_token}.{VALIDATION_DOMAIN}.\n"
             + body_extra
         )
-        self.dns.load_zone(zone("acme.test", body), origin="acme.test")
+        self.dns.load_zone(zone(zone_name, body), origin=zone_name)
 
     def check_dns(self, environment):
         response = self.post(f"/setup/{environment}/dns/check", page=f"/setup/{environment}/dns")

@@ -87,3 +87,23 @@ class EndUser:
 def query(location: str) -> dict[str, str]:
     """The query parameters of a redirect."""
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+class AuthActions:
+    """Sign in and out through the real login form (flaskr's ``auth`` helper)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def csrf(self, path: str = "/login") -> str:
+        return csrf_from(self._client.get(path).get_data(as_text=True))
+
+    def login(self, email: str = "operator@example.com", password: str = "operator-password"):
+        token = self.csrf("/login")
+        return self._client.post(
+            "/login", data={"email": email, "password": password, "csrf_token": token}
+        )
+
+    def logout(self):
+        token = self.csrf("/")
+        return self._client.post("/logout", data={"csrf_token": token})

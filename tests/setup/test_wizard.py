@@ -184,8 +184,7 @@ def test_verify_accepted_and_rejected(wizard, operator_client):
 
 
 def test_verify_unreachable(make_app, wizard_config, client_factory=None):
-    from tests.conftest import AuthActions
-    from tests.helpers import reset_schema
+    from tests.helpers import AuthActions, reset_schema
 
     config = dict(wizard_config, WHOOP_TOKEN_URL="http://127.0.0.1:1/oauth/oauth2/token")
     app = make_app(**config)
@@ -315,8 +314,8 @@ def test_dns_wrong_target_then_fixed(wizard, operator_client, dns):
 
 
 def test_check_now_is_rate_limited(make_app, wizard_config, sandbox, dns):
-    from tests.conftest import AuthActions, Wizard
-    from tests.helpers import reset_schema
+    from tests.conftest import Wizard
+    from tests.helpers import AuthActions, reset_schema
 
     app = make_app(DNS_CHECK_NOW_LIMIT="2 per minute", **wizard_config)
     reset_schema(app)

@@ -58,6 +58,8 @@ class Hook:
     ):
         body = self.body() if body is None else body
         timestamp = timestamp or str(int(time.time() * 1000))
+        if timestamp.startswith("offset:"):  # relative to now, computed when sent
+            timestamp = str(int(time.time() * 1000) + int(timestamp.split(":")[1]))
         sent = {
             "X-WHOOP-Signature-Timestamp": timestamp,
             "X-WHOOP-Signature": whoop_signature(secret or self.secret, timestamp, body),
@@ -118,8 +120,8 @@ def test_ignored_types_get_a_2xx(hook):
     ("kwargs", "status", "reason"),
     [
         ({"secret": "the-wrong-secret"}, 401, "bad_signature"),
-        ({"timestamp": str(int(time.time() * 1000) - 6 * 60 * 1000)}, 401, "stale_timestamp"),
-        ({"timestamp": str(int(time.time() * 1000) + 6 * 60 * 1000)}, 401, "stale_timestamp"),
+        ({"timestamp": "offset:-360000"}, 401, "stale_timestamp"),
+        ({"timestamp": "offset:360000"}, 401, "stale_timestamp"),
         ({"timestamp": "yesterday"}, 401, "bad_timestamp"),
         ({"headers": {"X-WHOOP-Signature": ""}}, 401, "missing_signature"),
         ({"body": b"not json"}, 400, "malformed"),

@@ -28,6 +28,7 @@ from whoopadmin.setup.forms import (
     SubdomainForm,
 )
 from whoopadmin.setup.models import Connection
+from whoopadmin.webhooks.service import last_test_event, test_event_result
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 internal = Blueprint("internal", __name__)
@@ -317,7 +318,25 @@ def show_go_live(environment: str):
         members=service.member_count(connection),
         member_cap=service.MEMBER_CAP,
         endpoints={key: endpoint for key, _, endpoint in steps.STEPS},
+        last_test=last_test_event(connection),
+        test_result=test_event_result(connection),
     )
+
+
+@bp.post("/<environment>/go-live/test-webhook")
+@operator_required
+def send_test_webhook(environment: str):
+    """Queue a signed test event through the public webhook URL (sent by a worker)."""
+    from whoopadmin.webhooks.service import queue_test_event
+
+    connection = _connection(environment)
+    _check_action_form()
+    if not connection.hostname or connection.client_secret_sealed is None:
+        flash("Save the credentials and choose the subdomain first.", "danger")
+        return _back("setup.show_go_live", connection)
+    queue_test_event(current_user, connection)
+    flash("Sending a test webhook; this page shows the result.", "info")
+    return _back("setup.show_go_live", connection)
 
 
 @bp.route("/<environment>/settings", methods=["GET", "POST"])

@@ -56,3 +56,25 @@ def process_event(event_id: int) -> str:
     event.status, event.result, event.processed_at = status, result[:255], utcnow()
     db.session.commit()
     return result
+
+
+def send_test_event_job(connection_id: int) -> str:
+    """Send the go-live test webhook through the connection's public URL (queue ``webhooks``)."""
+    from flask import current_app
+
+    from whoopadmin.setup import service as setup_service
+    from whoopadmin.setup.models import Connection
+    from whoopadmin.webhooks.service import record_test_result, send_test_event
+
+    connection = db.session.get(Connection, connection_id)
+    if connection is None or not connection.hostname or connection.client_secret_sealed is None:
+        return "connection not ready"
+    url = setup_service.webhook_url(connection)
+    trace_id, outcome = send_test_event(connection, url, float(current_app.config["WHOOP_TIMEOUT"]))
+    result = (
+        f"arrived through {url} (trace id {trace_id})"
+        if outcome == "arrived"
+        else (f"did not arrive through {url}: {outcome}")
+    )
+    record_test_result(connection_id, result)
+    return result

@@ -30,6 +30,8 @@ MEMBER_TYPES = {
     "recovery.updated",
     "recovery.deleted",
 }
+# The go-live check's own event: verified like any other, stored, never processed.
+TEST_TYPE = "whoopadmin.test"
 # Webhooks signed with the previous client secret are accepted this long after a rotation.
 ROTATION_GRACE = timedelta(hours=24)
 
@@ -131,6 +133,8 @@ def receive_member_event(
     event = parse_member_event(body)
     if event is None:
         return reject(connection, 400, "malformed", "The body is not a WHOOP v2 webhook.")
+    if event["type"] == TEST_TYPE:
+        return _store_test_event(connection, event)
     link = db.session.scalar(
         select(Link).where(
             Link.connection_id == connection.id, Link.whoop_user_id == event["user_id"]
@@ -159,6 +163,114 @@ def receive_member_event(
     if known:
         queue_event(row.id)
     return Outcome(200, {"status": "accepted" if known else "ignored"})
+
+
+def _store_test_event(connection: Connection, event: dict) -> Outcome:
+    db.session.add(
+        WebhookEvent(
+            connection_id=connection.id,
+            trace_id=event["trace_id"],
+            type=TEST_TYPE,
+            whoop_user_id=event["user_id"],
+            object_id=event["id"],
+            status="ignored",
+            result="test event from the go-live check",
+            body=event,
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return Outcome(200, {"status": "duplicate"})
+    return Outcome(200, {"status": "test received"})
+
+
+def send_test_event(connection: Connection, url: str, timeout: float = 10.0) -> tuple[str, str]:
+    """Post a correctly signed test event to ``url``; return (trace id, what happened).
+
+    ``*.localhost`` names are sent to 127.0.0.1 (RFC 6761), so the demo's URLs work
+    without any resolver; other names resolve as usual.
+    """
+    import uuid
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from whoopadmin.webhooks.signatures import whoop_signature
+
+    trace_id = f"whoopadmin-test-{uuid.uuid4()}"
+    body = json.dumps(
+        {"user_id": 1, "id": str(uuid.uuid4()), "type": TEST_TYPE, "trace_id": trace_id}
+    ).encode()
+    timestamp = str(int(time.time() * 1000))
+    headers = {
+        "Content-Type": "application/json",
+        "X-WHOOP-Signature-Timestamp": timestamp,
+        "X-WHOOP-Signature": whoop_signature(connection.client_secret, timestamp, body),
+    }
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        headers["Host"] = parts.netloc
+        url = parts._replace(netloc=f"127.0.0.1:{parts.port or 80}").geturl()
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        return trace_id, f"could not reach {parts.netloc} ({type(exc).__name__})"
+    with response:
+        if response.status_code == 200:
+            return trace_id, "arrived"
+        return trace_id, f"answered HTTP {response.status_code}"
+
+
+def _test_key(connection_id: int) -> str:
+    return f"whoopadmin:test-webhook:{connection_id}"
+
+
+def queue_test_event(actor, connection: Connection) -> None:
+    """Queue the go-live test webhook (a worker sends it: never the web request itself)."""
+    from whoopadmin import audit
+    from whoopadmin.jobs import enqueue_once
+    from whoopadmin.redisconn import get_redis
+
+    get_redis().set(_test_key(connection.id), "sending", ex=86400)
+    enqueue_once(
+        "webhooks",
+        "whoopadmin.webhooks.jobs.send_test_event_job",
+        connection.id,
+        job_id=f"test-webhook-{connection.id}",
+    )
+    audit.record(actor, "connection.test_webhook", connection)
+    db.session.commit()
+
+
+def test_event_result(connection: Connection) -> str | None:
+    """What the last test webhook send reported (``arrived``, ``sending`` or why not)."""
+    from whoopadmin.redisconn import get_redis
+
+    try:
+        value = get_redis().get(_test_key(connection.id))
+    except Exception:  # the page still renders without Redis
+        return None
+    return value.decode() if value else None
+
+
+def record_test_result(connection_id: int, result: str) -> None:
+    """Keep the send's outcome for the go-live page (a day)."""
+    from whoopadmin.redisconn import get_redis
+
+    get_redis().set(_test_key(connection_id), result[:300], ex=86400)
+
+
+def last_test_event(connection: Connection) -> WebhookEvent | None:
+    """The most recent test event that arrived for this connection."""
+    return db.session.scalar(
+        select(WebhookEvent)
+        .where(WebhookEvent.connection_id == connection.id, WebhookEvent.type == TEST_TYPE)
+        .order_by(WebhookEvent.id.desc())
+        .limit(1)
+    )
 
 
 def queue_event(event_id: int) -> bool:
