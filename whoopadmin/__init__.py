@@ -66,6 +66,7 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.main.views import bp as main_bp
     from whoopadmin.setup.views import bp as setup_bp
     from whoopadmin.setup.views import internal as internal_bp
+    from whoopadmin.support.views import bp as support_bp
     from whoopadmin.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(main_bp)
@@ -76,3 +77,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(keys_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(support_bp)

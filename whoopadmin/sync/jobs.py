@@ -13,9 +13,9 @@ from whoopadmin.jobs import RETRY
 from whoopadmin.sync import tokens
 
 
-def refresh_link(link_id: int, reason: str = "scheduled") -> str:
-    """Refresh one link's tokens if they expire soon (queue ``refresh``)."""
-    return tokens.refresh_link(link_id, reason)
+def refresh_link(link_id: int, reason: str = "scheduled", force: bool = False) -> str:
+    """Refresh one link's tokens if they expire soon, or now if ``force`` (queue ``refresh``)."""
+    return tokens.refresh_link(link_id, reason, force=force)
 
 
 def refresh_due() -> int:

@@ -125,6 +125,7 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
         update=["start", "end", "whoop_updated_at", "score_state", "deleted", "raw", "fetched_at"],
     )
     indicator_rows = []
+    starts = {r["whoop_id"]: r["start"] for r in raw_rows}
     for whoop_id, record in keyed.items():
         for item in norm.normalise(kind, record, link.whoop_user_id):
             numeric = isinstance(item.value, int | float)
@@ -137,7 +138,8 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
                     "value": float(item.value) if numeric else None,
                     "text": None if numeric else str(item.value)[:100],
                     "unit": item.unit,
-                    "start": _ts(item.start),
+                    # Recoveries have no span of their own: use when WHOOP made them.
+                    "start": _ts(item.start) or starts[whoop_id],
                     "end": _ts(item.end),
                 }
             )

@@ -9,12 +9,32 @@ import requests
 
 
 class WhoopError(Exception):
-    """A WHOOP call failed; ``code`` is stable (``unauthorized``, ``network`` …), no secrets."""
+    """A WHOOP call failed; ``code`` is stable, the message never carries a secret.
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    Codes: ``unauthorized`` (401), ``insufficient_scope`` (401 for a missing scope),
+    ``not_found`` (404: the object is gone), ``rate_limited`` (429 or no budget left;
+    ``retry_after`` says how many seconds to wait), ``server_error`` (5xx),
+    ``bad_request`` (400), ``http_error`` (another status), ``network`` (no answer or a
+    timeout) and ``bad_response`` (an answer that is not what the API documents).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Return whether trying again later can help (network, 5xx, rate limits)."""
+        return self.code in ("network", "server_error", "rate_limited")
 
 
 @dataclass(frozen=True)

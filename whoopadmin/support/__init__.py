@@ -1,0 +1,1 @@
+"""The support console: find a link, see everything that happened to it, act on it."""

@@ -1,0 +1,335 @@
+"""Queries behind the support console: link search, details, the timeline, and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from whoopadmin import audit
+from whoopadmin.audit import AuditEvent, utcnow
+from whoopadmin.connect import service as connect_service
+from whoopadmin.connect.models import Link, LinkEvent
+from whoopadmin.extensions import db
+from whoopadmin.setup.models import Connection
+from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
+from whoopadmin.webhooks.models import WebhookEvent
+
+PAGE_SIZE = 50
+STATUSES = ("active", "reauth_required", "revoked", "error")
+
+
+@dataclass
+class LinkFilters:
+    """What the list is narrowed to; every field optional."""
+
+    q: str = ""
+    status: str = ""
+    connection_id: int | None = None
+    environment: str = ""
+
+    def clean(self) -> LinkFilters:
+        """Drop values that cannot match (unknown status, overlong search)."""
+        self.q = (self.q or "").strip()[:255]
+        if self.status not in STATUSES:
+            self.status = ""
+        self.environment = (self.environment or "").strip().lower()[:64]
+        return self
+
+
+def _filtered(filters: LinkFilters):
+    query = select(Link)
+    if filters.q:
+        terms = [Link.reference_id == filters.q, Link.uid == filters.q]
+        if filters.q.isdigit() and len(filters.q) <= 19:
+            terms.append(Link.whoop_user_id == int(filters.q))
+        if "@" in filters.q:
+            terms.append(Link.email_hash == connect_service.email_hash(filters.q))
+        query = query.where(or_(*terms))
+    if filters.status:
+        query = query.where(Link.status == filters.status)
+    if filters.connection_id:
+        query = query.where(Link.connection_id == filters.connection_id)
+    if filters.environment:
+        query = query.join(Connection, Connection.id == Link.connection_id).where(
+            Connection.environment == filters.environment
+        )
+    return query
+
+
+def list_links(filters: LinkFilters, before: int | None = None, limit: int = PAGE_SIZE):
+    """One page of links, newest first, after the keyset cursor ``before`` (a link id).
+
+    Keyset pagination (``id < before``) stays fast at any depth and stable while new
+    links arrive, unlike OFFSET.
+    """
+    query = _filtered(filters.clean()).order_by(Link.id.desc()).limit(limit + 1)
+    if before:
+        query = query.where(Link.id < before)
+    rows = list(db.session.scalars(query))
+    more = len(rows) > limit
+    return rows[:limit], (rows[limit - 1].id if more else None)
+
+
+def status_counts(filters: LinkFilters) -> dict[str, int]:
+    """How many links of each status match the filters (ignoring the status filter)."""
+    scope = LinkFilters(filters.q, "", filters.connection_id, filters.environment)
+    sub = _filtered(scope.clean()).with_only_columns(Link.status).subquery()
+    rows = db.session.execute(select(sub.c.status, func.count()).group_by(sub.c.status)).all()
+    return {status: count for status, count in rows}
+
+
+def connections_by_id() -> dict[int, Connection]:
+    """Every connection, by id (few: one per environment)."""
+    return {c.id: c for c in db.session.scalars(select(Connection))}
+
+
+# --------------------------------------------------------------------------- detail
+
+
+@dataclass
+class TimelineItem:
+    """One entry of a link's timeline."""
+
+    at: datetime
+    kind: str
+    title: str
+    detail: str = ""
+    tone: str = "secondary"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
+    """Everything that happened to the link, newest first: one list from every source."""
+    items: list[TimelineItem] = []
+    events = db.session.scalars(
+        select(LinkEvent)
+        .where(LinkEvent.link_id == link.id)
+        .order_by(LinkEvent.id.desc())
+        .limit(limit)
+    )
+    tones = {
+        "connect": "success",
+        "user_reauth": "info",
+        "token_refresh": "secondary",
+        "disconnect": "dark",
+    }
+    for e in events:
+        failed = "failed" in e.kind or e.kind in ("reauth_required", "link_error")
+        detail = e.reason or ""
+        safe = {k: v for k, v in (e.details or {}).items() if "token" not in k}
+        if safe:
+            detail = (detail + " " if detail else "") + ", ".join(
+                f"{k}: {v}" for k, v in safe.items()
+            )
+        items.append(
+            TimelineItem(
+                e.at,
+                e.kind,
+                e.kind.replace("_", " "),
+                detail,
+                "danger" if failed else tones.get(e.kind, "secondary"),
+            )
+        )
+    hooks = db.session.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.link_id == link.id)
+        .order_by(WebhookEvent.id.desc())
+        .limit(limit)
+    )
+    for h in hooks:
+        items.append(
+            TimelineItem(
+                h.received_at,
+                "webhook",
+                f"webhook {h.type}",
+                f"trace id {h.trace_id} · {h.status}" + (f" · {h.result}" if h.result else ""),
+                "danger" if h.status == "failed" else "primary",
+                {"trace_id": h.trace_id},
+            )
+        )
+    runs = db.session.scalars(
+        select(SyncRun).where(SyncRun.link_id == link.id).order_by(SyncRun.id.desc()).limit(limit)
+    )
+    for r in runs:
+        items.append(
+            TimelineItem(
+                r.finished_at,
+                "job",
+                f"{r.reason} of {r.type}",
+                f"{r.records} records · {r.outcome}" + (f" ({r.error})" if r.error else ""),
+                "danger" if r.outcome == "error" else "light",
+            )
+        )
+    actions = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.target_type == "links", AuditEvent.target_id == str(link.id))
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    for a in actions:
+        items.append(
+            TimelineItem(
+                a.at,
+                "staff",
+                a.action.replace("link.", "staff: ").replace("_", " "),
+                f"by {a.actor}",
+                "warning",
+            )
+        )
+    items.sort(key=lambda item: item.at, reverse=True)
+    return items[:limit]
+
+
+def sync_summary(link: Link) -> list[dict[str, Any]]:
+    """Per data type: stored records, the last sync and its outcome."""
+    counts = dict(
+        db.session.execute(
+            select(WhoopRecord.type, func.count())
+            .where(WhoopRecord.link_id == link.id, WhoopRecord.deleted.is_(False))
+            .group_by(WhoopRecord.type)
+        ).all()
+    )
+    latest = {}
+    for run in db.session.scalars(
+        select(SyncRun).where(SyncRun.link_id == link.id).order_by(SyncRun.id.desc()).limit(200)
+    ):
+        latest.setdefault(run.type, run)
+    newest = dict(
+        db.session.execute(
+            select(WhoopRecord.type, func.max(WhoopRecord.start))
+            .where(WhoopRecord.link_id == link.id, WhoopRecord.deleted.is_(False))
+            .group_by(WhoopRecord.type)
+        ).all()
+    )
+    out = []
+    for type_ in ("cycle", "sleep", "recovery", "workout", "body_measurement"):
+        run = latest.get(type_)
+        out.append(
+            {
+                "type": type_,
+                "records": counts.get(type_, 0),
+                "last_sync": run.finished_at if run else None,
+                "outcome": run.outcome if run else None,
+                "error": run.error if run else None,
+                "newest": newest.get(type_),
+            }
+        )
+    return out
+
+
+def error_count(link: Link, days: int = 30) -> int:
+    """Failures of the last ``days`` days: refreshes, syncs and webhooks."""
+    since = utcnow() - timedelta(days=days)
+    failed_events = db.session.scalar(
+        select(func.count(LinkEvent.id)).where(
+            LinkEvent.link_id == link.id,
+            LinkEvent.at >= since,
+            or_(LinkEvent.kind.like("%failed"), LinkEvent.kind == "link_error"),
+        )
+    )
+    failed_runs = db.session.scalar(
+        select(func.count(SyncRun.id)).where(
+            SyncRun.link_id == link.id, SyncRun.finished_at >= since, SyncRun.outcome == "error"
+        )
+    )
+    failed_hooks = db.session.scalar(
+        select(func.count(WebhookEvent.id)).where(
+            WebhookEvent.link_id == link.id,
+            WebhookEvent.received_at >= since,
+            WebhookEvent.status == "failed",
+        )
+    )
+    return failed_events + failed_runs + failed_hooks
+
+
+def last_webhook(link: Link) -> WebhookEvent | None:
+    """The newest webhook for this link."""
+    return db.session.scalar(
+        select(WebhookEvent)
+        .where(WebhookEvent.link_id == link.id)
+        .order_by(WebhookEvent.id.desc())
+        .limit(1)
+    )
+
+
+def series(link: Link, name: str, days: int = 30) -> list[tuple[datetime, float]]:
+    """(start, value) points of one indicator over the last ``days`` days, oldest first."""
+    since = utcnow() - timedelta(days=days)
+    rows = db.session.execute(
+        select(Indicator.start, Indicator.value)
+        .where(
+            Indicator.link_id == link.id,
+            Indicator.name == name,
+            Indicator.start >= since,
+            Indicator.value.is_not(None),
+        )
+        .order_by(Indicator.start)
+    ).all()
+    return [(start, value) for start, value in rows]
+
+
+def raw_records(link: Link, limit: int = 20) -> list[WhoopRecord]:
+    """The newest raw WHOOP objects, for support to read."""
+    return list(
+        db.session.scalars(
+            select(WhoopRecord)
+            .where(WhoopRecord.link_id == link.id)
+            .order_by(WhoopRecord.start.desc().nulls_last(), WhoopRecord.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def resync(actor, link: Link, days: int = 30) -> None:
+    """Queue a re-sync of the last ``days`` days."""
+    from whoopadmin.jobs import RETRY, enqueue_once
+
+    end = utcnow()
+    start = end - timedelta(days=days)
+    enqueue_once(
+        "backfill",
+        "whoopadmin.sync.jobs.backfill_link",
+        link.id,
+        start.isoformat(),
+        end.isoformat(),
+        job_id=f"resync-{link.id}",
+        retry=RETRY,
+    )
+    audit.record(actor, "link.resync", link, days=days)
+    db.session.commit()
+
+
+def refresh_now(actor, link: Link) -> None:
+    """Queue a token refresh now, whatever the expiry."""
+    from whoopadmin.jobs import enqueue_once
+
+    enqueue_once(
+        "refresh",
+        "whoopadmin.sync.jobs.refresh_link",
+        link.id,
+        "support",
+        force=True,
+        job_id=f"refresh-now-{link.id}",
+    )
+    audit.record(actor, "link.refresh_now", link)
+    db.session.commit()
+
+
+def reconnect_link(actor, link: Link) -> str:
+    """A new connect link for the same end user (reference id); returns its URL."""
+    connection = db.session.get(Connection, link.connection_id)
+    session, token = connect_service.create_session(
+        connection,
+        reference_id=link.reference_id,
+        expires_in=24 * 3600,
+        created_by=getattr(actor, "email", str(actor)),
+    )
+    audit.record(actor, "link.reconnect_link", link, session=session.public_id)
+    db.session.commit()
+    return connect_service.connect_url(connection, token)

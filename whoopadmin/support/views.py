@@ -1,0 +1,162 @@
+"""Support pages: the links list, one link's page with its timeline, actions, the audit log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from whoopadmin.audit import AuditEvent
+from whoopadmin.auth.guards import operator_required, staff_required
+from whoopadmin.connect import service as connect_service
+from whoopadmin.connect.models import Link
+from whoopadmin.extensions import db
+from whoopadmin.setup.forms import ActionForm
+from whoopadmin.setup.models import Connection
+from whoopadmin.support import charts, service
+
+bp = Blueprint("support", __name__)
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+@bp.route("/links")
+@staff_required
+def list_links():
+    """Search and filter links; keyset pagination."""
+    filters = service.LinkFilters(
+        q=request.args.get("q", ""),
+        status=request.args.get("status", ""),
+        connection_id=_int_arg("connection"),
+        environment=request.args.get("environment", ""),
+    ).clean()
+    links, next_before = service.list_links(filters, before=_int_arg("before"))
+    return render_template(
+        "support/links.html",
+        links=links,
+        filters=filters,
+        next_before=next_before,
+        counts=service.status_counts(filters),
+        statuses=service.STATUSES,
+        connections=service.connections_by_id(),
+    )
+
+
+def _link(uid: str) -> Link:
+    link = connect_service.find_link(uid)
+    if link is None:
+        abort(404, "No such link.")
+    return link
+
+
+@bp.route("/links/<uid>")
+@staff_required
+def show_link(uid: str):
+    """Everything about one link, and one timeline of what happened to it."""
+    from whoopadmin.sync.service import budget_for
+
+    link = _link(uid)
+    connection = db.session.get(Connection, link.connection_id)
+    try:
+        budget = budget_for(connection).usage()
+    except Exception:  # Redis down: the page still shows everything else
+        budget = None
+    return render_template(
+        "support/link.html",
+        link=link,
+        connection=connection,
+        timeline=service.timeline(link),
+        sync=service.sync_summary(link),
+        last_webhook=service.last_webhook(link),
+        errors=service.error_count(link),
+        budget=budget,
+        recovery_chart=charts.line_chart(
+            service.series(link, "recovery_score"), label="recovery score", unit="%"
+        ),
+        hrv_chart=charts.line_chart(service.series(link, "hrv_rmssd"), label="HRV", unit="ms"),
+        raw=service.raw_records(link),
+        action_form=ActionForm(),
+        reconnect_url=None,
+        now=service.utcnow(),
+    )
+
+
+def _act(uid: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    return _link(uid)
+
+
+@bp.post("/links/<uid>/resync")
+@staff_required
+def resync(uid: str):
+    """Re-sync the last 30 days."""
+    link = _act(uid)
+    service.resync(current_user, link)
+    flash("Re-sync queued: the last 30 days are fetched again.", "success")
+    return redirect(url_for("support.show_link", uid=uid), 303)
+
+
+@bp.post("/links/<uid>/refresh")
+@staff_required
+def refresh(uid: str):
+    """Refresh the tokens now."""
+    link = _act(uid)
+    service.refresh_now(current_user, link)
+    flash("Token refresh queued.", "success")
+    return redirect(url_for("support.show_link", uid=uid), 303)
+
+
+@bp.post("/links/<uid>/reconnect")
+@staff_required
+def reconnect(uid: str):
+    """Create a connect link for the same end user; shown once on this page."""
+    link = _act(uid)
+    try:
+        url = service.reconnect_link(current_user, link)
+    except connect_service.ConnectError as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("support.show_link", uid=uid), 303)
+    flash("Reconnect link created (valid 24 hours). Send it to the member.", "success")
+    return render_template("support/reconnect.html", link=link, url=url)
+
+
+@bp.post("/links/<uid>/disconnect")
+@operator_required
+def disconnect(uid: str):
+    """Revoke at WHOOP and wipe the tokens (operators only)."""
+    link = _act(uid)
+    error = connect_service.disconnect(link, current_user)
+    if error:
+        flash(f"Disconnected here; WHOOP's revocation failed ({error}).", "warning")
+    else:
+        flash("Disconnected: revoked at WHOOP, tokens wiped.", "success")
+    return redirect(url_for("support.show_link", uid=uid), 303)
+
+
+@bp.route("/audit")
+@operator_required
+def audit_log():
+    """Who did what, when; filter by actor and action."""
+    actor = request.args.get("actor", "").strip()[:255]
+    action = request.args.get("action", "").strip()[:64]
+    before = _int_arg("before")
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(101)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action.startswith(action, autoescape=True))
+    if before:
+        query = query.where(AuditEvent.id < before)
+    rows = list(db.session.scalars(query))
+    more = len(rows) > 100
+    return render_template(
+        "support/audit.html",
+        events=rows[:100],
+        actor=actor,
+        action=action,
+        next_before=rows[99].id if more else None,
+    )
