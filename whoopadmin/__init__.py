@@ -39,6 +39,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     assert models.__all__  # every table is known before the first query or migration
+    # The process that owns this app's database connections (see jobs.AppJob).
+    app.extensions["whoopadmin.pid"] = os.getpid()
     extensions.db.init_app(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=str(PACKAGE / "migrations"), render_as_batch=True

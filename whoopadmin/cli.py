@@ -194,3 +194,7 @@ def register_commands(app: Flask) -> None:
 
     for command in (users, keys, dns, demo, worker, cron, sandbox_command):
         app.cli.add_command(command)
+
+
+if __name__ == "__main__":  # ``python -m whoopadmin.cli``: what the demo starts its workers with
+    cli()

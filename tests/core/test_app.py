@@ -196,3 +196,22 @@ def test_database_down_is_a_clean_503(make_app):
     api = client.get("/api/v1/users?reference_id=x", headers={"Authorization": "Bearer wa_x"})
     assert api.status_code == 503
     assert api.json["error"] == "service_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("get", "/login?next=%00", None),
+        ("get", "/setup/prod%00uction", None),
+        ("get", "/api/v1/users/%00", None),
+        ("post", "/login", {"email": "a\x00@example.com", "password": "x"}),
+    ],
+)
+def test_nul_characters_are_a_400(client, method, path, data):
+    from tests.helpers import csrf_from
+
+    if data is not None:
+        data["csrf_token"] = csrf_from(client.get("/login").get_data(as_text=True))
+    response = getattr(client, method)(path, data=data)
+    assert response.status_code == 400
+    assert b"NUL character" in response.data

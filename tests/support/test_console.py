@@ -141,7 +141,7 @@ def test_search_and_filters(configured_app, many, support_client):
         {"q": "'; DROP TABLE links; --"},
         {"q": "%"},
         {"q": "x" * 1000},
-        {"environment": "\x00"},
+        {"environment": "\x01"},
     ],
 )
 def test_bad_list_parameters_are_harmless(configured_app, many, support_client, params):

@@ -33,7 +33,8 @@ class AppJob(Job):
         if app is None:
             raise RuntimeError("AppJob has no app: start workers with `whoopadmin worker`")
         with app.app_context():
-            # A forked work-horse must not reuse the parent's database connections.
+            # A forked work-horse must not reuse the parent's database connections (and
+            # must not close them either: they still belong to the parent).
             if app.extensions.get("whoopadmin.pid") != os.getpid():
                 db.engine.dispose(close=False)
                 app.extensions["whoopadmin.pid"] = os.getpid()

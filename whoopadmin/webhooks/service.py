@@ -109,6 +109,8 @@ def parse_member_event(body: bytes) -> dict | None:
         object_id = str(object_id)  # WHOOP sends a string; tolerate a number
     if not isinstance(object_id, str) or not 0 < len(object_id) <= 128:
         return None
+    if not all(value.isprintable() for value in (event_type, trace_id, object_id)):
+        return None  # control characters (NUL above all) are never part of a real event
     return {"user_id": user_id, "id": object_id, "type": event_type, "trace_id": trace_id}
 
 
