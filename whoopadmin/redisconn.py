@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import warnings
 from pathlib import Path
@@ -38,10 +39,9 @@ def _stop_embedded(key: str) -> None:
     server = _embedded.pop(key, None)
     if server is None:
         return
-    try:
+    # Already gone, or stopping: either way there is nothing left to do.
+    with contextlib.suppress(Exception):
         server.shutdown(nosave=False)
-    except Exception:  # already gone, or stopping: either way, nothing to do
-        pass
 
 
 def limiter_storage_uri(url: str) -> str:
