@@ -66,6 +66,7 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.auth.views import bp as auth_bp
     from whoopadmin.connect.views import bp as connect_bp
     from whoopadmin.main.views import bp as main_bp
+    from whoopadmin.ops.views import bp as ops_bp
     from whoopadmin.setup.views import bp as setup_bp
     from whoopadmin.setup.views import internal as internal_bp
     from whoopadmin.support.views import bp as support_bp
@@ -80,3 +81,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(keys_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
+    app.register_blueprint(ops_bp)

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, object] = {
     "ACME_CA": "letsencrypt.org",
     # Who may ask /internal/tls/ask (the TLS server in front; comma-separated addresses).
     "TLS_ASK_ALLOWED": "127.0.0.1,::1",
+    # Who may scrape /metrics (comma-separated addresses).
+    "METRICS_ALLOWED": "127.0.0.1,::1",
     "WHOOP_TIMEOUT": 10.0,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
     # Host names that serve the admin pages (comma-separated); empty: any host that is

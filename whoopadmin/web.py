@@ -47,6 +47,7 @@ ANY_HOST_ENDPOINTS = {
     "main.healthz",
     "main.readyz",
     "internal.tls_ask",
+    "ops.metrics",
     "static",
     "bootstrap.static",
     "webhooks.push_by_client",

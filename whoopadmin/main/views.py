@@ -18,11 +18,18 @@ bp = Blueprint("main", __name__)
 @staff_required
 def index():
     """The home page: what is set up, and where to go next."""
+    from whoopadmin.ops.service import connection_overview, queue_depths
+
     connections = db.session.scalars(select(Connection).order_by(Connection.environment)).all()
     staff_count = db.session.scalar(
         select(func.count(StaffUser.id)).where(StaffUser.active.is_(True))
     )
-    return render_template("main/index.html", connections=connections, staff_count=staff_count)
+    return render_template(
+        "main/index.html",
+        overviews=[connection_overview(c) for c in connections],
+        depths=queue_depths(),
+        staff_count=staff_count,
+    )
 
 
 @bp.route("/healthz")

@@ -1,0 +1,1 @@
+"""Operations: the connection dashboard, the jobs page and Prometheus metrics."""
