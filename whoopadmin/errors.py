@@ -44,7 +44,12 @@ def _http_error(exc: HTTPException):
         message = "Too many attempts. Wait a minute, then try again."
         return render_error(429, message, retry_after=60)
     description = exc.description if exc.code and exc.code < 500 else None
-    return render_error(exc.code or 500, description or TITLES.get(exc.code or 500, "Error"))
+    response = render_error(exc.code or 500, description or TITLES.get(exc.code or 500, "Error"))
+    # Keep the headers the exception carries (a 405's Allow, a 401's WWW-Authenticate).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _csrf_error(exc: CSRFError):

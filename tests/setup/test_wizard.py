@@ -142,7 +142,7 @@ def test_credentials_are_masked_and_kept(wizard, operator_client):
     [
         ("client 123", "a-secret-value", b"client id contains spaces"),
         ("client-123", "a-secret\nvalue", b"client secret contains spaces"),
-        ("client-123", "a-secret\x00value", b"client secret contains spaces"),
+        ("client-123", "a-secret\x01value", b"client secret contains spaces"),
         ("", "a-secret-value", b"This field is required"),
         ("client-123", "x" * 301, b"Field cannot be longer"),
     ],

@@ -82,10 +82,18 @@ def document() -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {
                         "connection": {
-                            "oneOf": [{"type": "integer"}, {"type": "string"}],
+                            "oneOf": [
+                                {"type": "integer", "minimum": 1},
+                                {"type": "string", "minLength": 1, "maxLength": 64},
+                            ],
                             "description": "The connection's id or environment name.",
                         },
-                        "reference_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "reference_id": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "description": "Printable characters; surrounding spaces are trimmed.",
+                        },
                         "success_redirect_url": {"type": "string", "maxLength": 2048},
                         "failure_redirect_url": {"type": "string", "maxLength": 2048},
                         "language": {"type": "string"},
@@ -144,7 +152,7 @@ def document() -> dict[str, Any]:
                     "parameters": [_USER_ID],
                     "responses": {
                         "200": _json("User", "The link"),
-                        **_error_responses(401, 404),
+                        **_error_responses(400, 401, 404),
                     },
                 },
                 "delete": {
@@ -152,7 +160,7 @@ def document() -> dict[str, Any]:
                     "parameters": [_USER_ID],
                     "responses": {
                         "200": _json("User", "The link, now revoked"),
-                        **_error_responses(401, 404),
+                        **_error_responses(400, 401, 404),
                     },
                 },
             },

@@ -30,6 +30,8 @@ CONNECT_FIELDS = {
     "language",
     "expires_in",
 }
+# The largest id an INTEGER primary key holds (PostgreSQL's int4).
+MAX_ID = 2**31 - 1
 
 
 def error(status: int, code: str, message: str, field: str | None = None):
@@ -79,16 +81,22 @@ def link_json(link: Link) -> dict:
     }
 
 
-def _find_connection(value) -> Connection | None:
+def _valid_connection(value) -> bool:
+    """Whether ``value`` can name a connection: an id (not a bool) or a non-blank name."""
     if isinstance(value, bool):
-        return None
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and bool(value.strip()))
+
+
+def _find_connection(value: int | str) -> Connection | None:
     if isinstance(value, int):
-        return db.session.get(Connection, value)
-    if isinstance(value, str) and value.strip():
-        return db.session.scalar(
-            select(Connection).where(Connection.environment == value.strip().lower())
-        )
-    return None
+        # Ids beyond the column's range name nothing; the database would raise on them.
+        return db.session.get(Connection, value) if 0 < value <= MAX_ID else None
+    name = value.strip().lower()
+    # Environment names are short and printable; a NUL would make PostgreSQL raise.
+    if len(name) > 64 or not name.isprintable():
+        return None
+    return db.session.scalar(select(Connection).where(Connection.environment == name))
 
 
 @bp.post("/connect-sessions")
@@ -101,9 +109,12 @@ def create_connect_session():
     unknown = sorted(set(body) - CONNECT_FIELDS)
     if unknown:
         return error(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
-    if "connection" not in body:
+    if not _valid_connection(body.get("connection")):
         return error(
-            400, "invalid_request", "connection (id or environment) is required.", "connection"
+            400,
+            "invalid_request",
+            "connection (an id or environment name) is required.",
+            "connection",
         )
     connection = _find_connection(body["connection"])
     if connection is None:
@@ -141,16 +152,31 @@ def create_connect_session():
 def list_users():
     """Links by the operator's own user id."""
     reference_id = request.args.get("reference_id", "")
-    if not reference_id or len(reference_id) > 255:
-        return error(400, "invalid_request", "reference_id is required.", "reference_id")
+    # The rule connect sessions apply; a NUL would also make PostgreSQL raise.
+    if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
+        return error(
+            400,
+            "invalid_request",
+            "reference_id (1-255 printable characters) is required.",
+            "reference_id",
+        )
     links = connect_service.links_for_reference(reference_id)
     return jsonify(users=[link_json(link) for link in links])
+
+
+def _bad_user_id(user_id: str):
+    """A 400 for a user id that cannot be one (a NUL would also make PostgreSQL raise)."""
+    if user_id.isprintable():
+        return None
+    return error(400, "invalid_request", "user_id is not a valid user id.", "user_id")
 
 
 @bp.get("/users/<user_id>")
 @api_key_required
 def get_user(user_id: str):
     """One link."""
+    if bad := _bad_user_id(user_id):
+        return bad
     link = connect_service.find_link(user_id)
     if link is None:
         return error(404, "not_found", "No such user.")
@@ -161,6 +187,8 @@ def get_user(user_id: str):
 @api_key_required
 def delete_user(user_id: str):
     """Disconnect a link: revoke at WHOOP and wipe its tokens."""
+    if bad := _bad_user_id(user_id):
+        return bad
     link = connect_service.find_link(user_id)
     if link is None:
         return error(404, "not_found", "No such user.")
@@ -192,12 +220,11 @@ def list_keys():
         except service.ApiKeyError as exc:
             flash(str(exc), "danger")
             status = 400
-    return (
-        render_template(
-            "api/keys.html", keys=service.list_keys(), new_key=new_key, action_form=ActionForm()
-        ),
-        status,
+    page = render_template(
+        "api/keys.html", keys=service.list_keys(), new_key=new_key, action_form=ActionForm()
     )
+    # The page that shows a new key must not be kept by the browser or a proxy.
+    return page, status, {"Cache-Control": "no-store"}
 
 
 @keys_bp.post("/<int:key_id>/revoke")

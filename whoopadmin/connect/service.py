@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 DEFAULT_EXPIRES_IN = 900
 MAX_EXPIRES_IN = 7 * 24 * 3600
 STATE_LIFETIME = timedelta(minutes=10)
-LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+# A BCP 47-ish tag that fits the 16-character column (fullmatch: no trailing newline).
+LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
 # Without these the link is useless: no refresh token, or no user id.
 REQUIRED_SCOPES = {"offline", "read:profile"}
 
@@ -129,7 +130,11 @@ def create_session(
     if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
     if language is not None and language != "":
-        if not isinstance(language, str) or not LANGUAGE_RE.match(language):
+        if (
+            not isinstance(language, str)
+            or len(language) > 16
+            or not LANGUAGE_RE.fullmatch(language)
+        ):
             raise ConnectError("language must be a language tag such as en or en-GB.", "language")
     else:
         language = None
