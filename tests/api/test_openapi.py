@@ -144,9 +144,19 @@ def test_every_documented_response_is_produced_and_valid(live_app, api_key, wiza
         anonymous.get("/users?reference_id=r9"),
     ):
         record("/users", "get", response)
+    backfill = "/users/{user_id}/backfill"
+    for client, target, body in (
+        (api, uid, {}),
+        (api, uid, {"start": "later"}),
+        (anonymous, uid, {}),
+        (api, "nope", {}),
+    ):
+        record(backfill, "post", client.post(f"/users/{target}/backfill", json=body))
     for method in ("get", "delete"):
         for client, target in ((api, uid), (api, "nope"), (api, "a%0Ab"), (anonymous, uid)):
             record("/users/{user_id}", method, client.open(method.upper(), f"/users/{target}"))
+    # The DELETE above revoked the link: a backfill is now a conflict.
+    record(backfill, "post", api.post(f"/users/{uid}/backfill", json={}))
     record("/openapi.json", "get", api.get("/openapi.json"))
 
     documented = {

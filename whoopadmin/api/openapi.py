@@ -100,6 +100,24 @@ def document() -> dict[str, Any]:
                         "expires_in": {"type": "integer", "minimum": 60, "maximum": 604800},
                     },
                 },
+                "BackfillRequest": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "start": {"type": "string", "format": "date-time"},
+                        "end": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Backfill": {
+                    "type": "object",
+                    "required": ["user_id", "start", "end", "status"],
+                    "properties": {
+                        "user_id": {"type": "string"},
+                        "start": {"type": "string", "format": "date-time"},
+                        "end": {"type": "string", "format": "date-time"},
+                        "status": {"type": "string", "enum": ["queued"]},
+                    },
+                },
                 "ConnectSession": {
                     "type": "object",
                     "required": ["session_id", "url", "expires_at"],
@@ -163,6 +181,24 @@ def document() -> dict[str, Any]:
                         **_error_responses(400, 401, 404),
                     },
                 },
+            },
+            "/users/{user_id}/backfill": {
+                "post": {
+                    "operationId": "backfillUser",
+                    "parameters": [_USER_ID],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/BackfillRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Backfill", "The backfill is queued"),
+                        **_error_responses(400, 401, 404, 409),
+                    },
+                }
             },
             "/openapi.json": {
                 "get": {

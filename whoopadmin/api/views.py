@@ -196,6 +196,75 @@ def delete_user(user_id: str):
     return jsonify(link_json(link))
 
 
+MAX_BACKFILL_DAYS = 366
+
+
+def _timestamp(body: dict, name: str):
+    from datetime import UTC, datetime
+
+    value = body.get(name)
+    if value is None:
+        return None, None
+    if not isinstance(value, str) or len(value) > 40:
+        return None, error(400, "invalid_request", f"{name} must be an ISO 8601 date-time.", name)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, error(400, "invalid_request", f"{name} must be an ISO 8601 date-time.", name)
+    if parsed.tzinfo is None:
+        return None, error(400, "invalid_request", f"{name} needs a time zone (e.g. Z).", name)
+    return parsed.astimezone(UTC), None
+
+
+@bp.post("/users/<user_id>/backfill")
+@api_key_required
+def backfill_user(user_id: str):
+    """Queue a re-sync of one link over ``[start, end)`` (default: the last 30 days)."""
+    from datetime import timedelta
+
+    from whoopadmin.audit import utcnow
+    from whoopadmin.jobs import RETRY, enqueue_once
+
+    if bad := _bad_user_id(user_id):
+        return bad
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        return error(400, "invalid_json", "Send a JSON object, or no body at all.")
+    unknown = sorted(set(body) - {"start", "end"})
+    if unknown:
+        return error(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+    start, bad = _timestamp(body, "start")
+    if bad:
+        return bad
+    end, bad = _timestamp(body, "end")
+    if bad:
+        return bad
+    link = connect_service.find_link(user_id)
+    if link is None:
+        return error(404, "not_found", "No such user.")
+    if link.status not in ("active", "error"):
+        return error(409, "link_inactive", f"The link is {link.status}; it cannot be synced.")
+    end = end or utcnow()
+    start = start or end - timedelta(days=30)
+    if start >= end:
+        return error(400, "invalid_request", "start must be before end.", "start")
+    if end - start > timedelta(days=MAX_BACKFILL_DAYS):
+        return error(400, "invalid_request", f"At most {MAX_BACKFILL_DAYS} days at once.", "start")
+    enqueue_once(
+        "backfill",
+        "whoopadmin.sync.jobs.backfill_link",
+        link.id,
+        start.isoformat(),
+        end.isoformat(),
+        job_id=f"api-backfill-{link.id}",
+        retry=RETRY,
+    )
+    return (
+        jsonify(user_id=link.uid, start=start.isoformat(), end=end.isoformat(), status="queued"),
+        202,
+    )
+
+
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI document of this API."""

@@ -1,0 +1,57 @@
+"""``POST /api/v1/users/<id>/backfill``: an on-demand re-sync over a window."""
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import run_jobs
+from whoopadmin.connect.models import Link
+from whoopadmin.extensions import db
+from whoopadmin.sync.models import SyncRun, WhoopRecord
+
+
+def _uid(app, link_id):
+    with app.app_context():
+        return db.session.get(Link, link_id).uid
+
+
+def test_backfill_window(configured_app, linked, api):
+    uid = _uid(configured_app, linked)
+    response = api.open(
+        "POST",
+        f"/users/{uid}/backfill",
+        json={"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 400  # more than a year at once
+    response = api.open("POST", f"/users/{uid}/backfill", json={})
+    assert response.status_code == 202, response.json
+    assert response.json["status"] == "queued" and response.json["user_id"] == uid
+    run_jobs(configured_app, ("backfill",))
+    with configured_app.app_context():
+        reasons = set(db.session.scalars(sa.select(SyncRun.reason)))
+        assert "resync" in reasons
+        assert db.session.scalar(sa.select(sa.func.count(WhoopRecord.id))) > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"start": "yesterday"}, "start"),
+        ({"start": "2026-01-01T00:00:00"}, "start"),
+        ({"end": 5}, "end"),
+        ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start"),
+        ({"days": 3}, "days"),
+    ],
+)
+def test_bad_bodies(configured_app, linked, api, body, field):
+    response = api.open("POST", f"/users/{_uid(configured_app, linked)}/backfill", json=body)
+    assert response.status_code == 400
+    assert response.json["field"] == field
+
+
+def test_unknown_and_inactive_users(configured_app, linked, api):
+    assert api.open("POST", "/users/nope/backfill", json={}).status_code == 404
+    with configured_app.app_context():
+        db.session.get(Link, linked).status = "revoked"
+        db.session.commit()
+    response = api.open("POST", f"/users/{_uid(configured_app, linked)}/backfill", json={})
+    assert response.status_code == 409 and response.json["error"] == "link_inactive"
