@@ -133,19 +133,22 @@ def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None
     click.echo(f"  client secret {whoop_app.client_secret}")
     click.echo("Sandbox members (sign in with these at the sandbox's consent page):")
     for member in members:
-        click.echo(f"  {member.email}  password {member.password}")
+        click.echo(f"  {member.email}  password {member.password}  (user_id {member.user_id})")
     click.echo(
         f"\nWhat to try:\n"
         f"  1. Sign in as the operator, Connections → New connection, paste the client id and\n"
         f"     secret, Verify, then use the subdomain {HOSTNAME}.\n"
         f"  2. The DNS step checks a real DNS server (127.0.0.1:{dns_server.port}) that already\n"
-        f"     has the records for {ZONE}; watch them verify, then finish the wizard.\n"
+        f"     has the records for {ZONE}; press Check now, watch them verify, finish the wizard.\n"
         f"  3. Connect links → create one, open it ({public}/connect/...), approve at the\n"
         f"     sandbox as one of the members above.\n"
         f"  4. Links → your member: status, synced data, charts, the timeline.\n"
-        f"  5. Trigger a sandbox webhook (e.g. curl -X POST {sandbox.url}/_sandbox/members/"
-        f"<user_id>/workouts -H 'Content-Type: application/json' -d '{{}}') and see it on "
-        f"the timeline.\n"
+        f"  5. Add a workout at the sandbox: it sends a signed webhook, and the fetch shows on\n"
+        f"     the member's timeline:\n"
+        f"     curl -X POST {sandbox.url}/_sandbox/members/{members[0].user_id}/workouts \\\n"
+        f"       -H 'Content-Type: application/json' \\\n"
+        f'       -d "{{\\"start\\": \\"$(date -u -d \'-2 hours\' +%FT%TZ)\\", '
+        f'\\"end\\": \\"$(date -u -d \'-1 hour\' +%FT%TZ)\\"}}"\n'
         f"Press Ctrl-C to stop everything.\n"
     )
     # SIGTERM must unwind like Ctrl-C, so every part is stopped below.
