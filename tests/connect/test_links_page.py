@@ -26,6 +26,13 @@ def test_create_link_with_qr(configured_app, wizard, connection_id):
         session = db.session.scalar(sa.select(ConnectSession))
         assert session.reference_id == "user-7"
         assert session.created_by == "operator@example.com"
+        from whoopadmin.audit import AuditEvent
+
+        event = db.session.scalar(
+            sa.select(AuditEvent).where(AuditEvent.action == "connect_session.create")
+        )
+        assert event.actor == "operator@example.com"
+        assert event.details["reference_id"] == "user-7" and token not in str(event.details)
         assert token not in session.token_hash  # stored hashed
     # The link works on the connection's host.
     opened = configured_app.test_client().get(

@@ -404,6 +404,16 @@ def connect_links(environment: str):
             form[target].errors.append(str(exc))
             status = 400
         else:
+            from whoopadmin import audit
+
+            audit.record(
+                current_user,
+                "connect_session.create",
+                connection,
+                session=session.public_id,
+                reference_id=session.reference_id,
+            )
+            db.session.commit()
             url = connect_service.connect_url(connection, token)
             created = {
                 "url": url,
