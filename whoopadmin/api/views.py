@@ -223,7 +223,7 @@ def backfill_user(user_id: str):
     from datetime import timedelta
 
     from whoopadmin.audit import utcnow
-    from whoopadmin.jobs import RETRY, enqueue_once
+    from whoopadmin.sync.jobs import queue_resync
 
     if bad := _bad_user_id(user_id):
         return bad
@@ -250,15 +250,7 @@ def backfill_user(user_id: str):
         return error(400, "invalid_request", "start must be before end.", "start")
     if end - start > timedelta(days=MAX_BACKFILL_DAYS):
         return error(400, "invalid_request", f"At most {MAX_BACKFILL_DAYS} days at once.", "start")
-    enqueue_once(
-        "backfill",
-        "whoopadmin.sync.jobs.backfill_link",
-        link.id,
-        start.isoformat(),
-        end.isoformat(),
-        job_id=f"api-backfill-{link.id}",
-        retry=RETRY,
-    )
+    queue_resync(link.id, start, end, job_id=f"api-backfill-{link.id}")
     return (
         jsonify(user_id=link.uid, start=start.isoformat(), end=end.isoformat(), status="queued"),
         202,

@@ -288,19 +288,10 @@ def raw_records(link: Link, limit: int = 20) -> list[WhoopRecord]:
 
 def resync(actor, link: Link, days: int = 30) -> None:
     """Queue a re-sync of the last ``days`` days."""
-    from whoopadmin.jobs import RETRY, enqueue_once
+    from whoopadmin.sync.jobs import queue_resync
 
     end = utcnow()
-    start = end - timedelta(days=days)
-    enqueue_once(
-        "backfill",
-        "whoopadmin.sync.jobs.backfill_link",
-        link.id,
-        start.isoformat(),
-        end.isoformat(),
-        job_id=f"resync-{link.id}",
-        retry=RETRY,
-    )
+    queue_resync(link.id, end - timedelta(days=days), end, job_id=f"resync-{link.id}")
     audit.record(actor, "link.resync", link, days=days)
     db.session.commit()
 

@@ -83,6 +83,21 @@ def backfill_link(link_id: int, start: str | None = None, end: str | None = None
         return {}
 
 
+def queue_resync(link_id: int, start, end, job_id: str) -> None:
+    """Queue a re-sync of one link over ``[start, end)`` (support's button, the API)."""
+    from whoopadmin.jobs import enqueue_once
+
+    enqueue_once(
+        "backfill",
+        backfill_link,
+        link_id,
+        start.isoformat(),
+        end.isoformat(),
+        job_id=job_id,
+        retry=RETRY,
+    )
+
+
 def reconcile_link(link_id: int) -> dict:
     """Re-fetch the last few days (queue ``sync``): webhooks can be missed."""
     from whoopadmin.sync import service
