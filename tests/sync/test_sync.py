@@ -1,6 +1,7 @@
 """Backfill, webhook-driven fetches, edits and deletions against the sandbox over HTTP."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -213,3 +214,33 @@ def test_reconcile_due_is_staggered(configured_app, linked):
     with configured_app.app_context():
         reasons = set(db.session.scalars(sa.select(SyncRun.reason)))
     assert reasons == {"reconcile"}
+
+
+def test_low_budget_paces_the_backfill(
+    make_app, wizard_config, configured_app, linked, sandbox, member
+):
+    """5 requests per (2-second) window: the backfill waits for budget and completes."""
+    from whoopadmin.setup.models import Connection
+
+    with configured_app.app_context():
+        connection = db.session.scalar(sa.select(Connection))
+        connection.rate_limit_per_minute = 5
+        db.session.commit()
+    paced = make_app(WHOOP_RATE_MINUTE_SECONDS=2, **wizard_config)
+    started = time.monotonic()
+    with paced.app_context():
+        counts = jobs.backfill_link(linked)
+        usage = service_budget(paced)
+    elapsed = time.monotonic() - started
+    assert sum(counts.values()) > 5  # more records than one window's requests could fetch
+    assert elapsed >= 2.0  # it had to wait for at least one new window
+    assert usage["minute_limit"] == 5
+    expected = _sandbox_ids(sandbox, member.user_id, utcnow() - timedelta(days=30))
+    assert _records(configured_app) - {("body_measurement", str(member.user_id))} == expected
+
+
+def service_budget(app):
+    from whoopadmin.setup.models import Connection
+    from whoopadmin.sync.service import budget_for
+
+    return budget_for(db.session.scalar(sa.select(Connection))).usage()

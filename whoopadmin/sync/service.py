@@ -45,6 +45,8 @@ def budget_for(connection: Connection) -> RateBudget:
         connection.client_id,
         connection.rate_limit_per_minute,
         connection.rate_limit_per_day,
+        # Only tests shorten the window; WHOOP's is a minute.
+        minute_seconds=float(current_app.config.get("WHOOP_RATE_MINUTE_SECONDS", 60)),
     )
 
 
