@@ -314,3 +314,30 @@ def test_no_token_in_pages_or_logs(configured_app, end_user, new_session, caplog
     text = response.get_data(as_text=True) + caplog.text
     for secret in secrets:
         assert secret not in text
+
+
+def test_pkce_when_enabled(configured_app, end_user, new_session, wizard):
+    response = wizard.post(
+        "/setup/production/settings",
+        {
+            "display_name": "Acme Health",
+            "allowed_origins": "https://app.acme.test",
+            "app_schemes": "acmehealth",
+            "rate_limit_per_minute": "100",
+            "rate_limit_per_day": "10000",
+            "backfill_days": "7",
+            "use_pkce": "y",
+        },
+    )
+    assert response.headers["Location"] == "/setup/production/settings"
+    authorize = end_user.start(new_session())
+    params = query(authorize)
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) >= 43
+    # The sandbox ignores PKCE (WHOOP's support is unconfirmed); the verifier still goes
+    # with the exchange and the connect completes.
+    assert end_user.callback(end_user.consent(authorize)).status_code == 303
+    assert len(_links(configured_app)) == 1
+    with configured_app.app_context():
+        from whoopadmin.setup.models import Connection
+
+        assert db.session.scalar(sa.select(Connection)).backfill_days == 7

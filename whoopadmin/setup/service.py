@@ -169,6 +169,8 @@ def save_settings(
     rate_limit_per_minute: int,
     rate_limit_per_day: int,
     approved_by_whoop: bool,
+    backfill_days: int = 30,
+    use_pkce: bool = False,
 ) -> None:
     """Store the connection's settings after validating every line."""
     display_name = (display_name or "").strip()
@@ -194,6 +196,8 @@ def save_settings(
     connection.rate_limit_per_minute = rate_limit_per_minute
     connection.rate_limit_per_day = rate_limit_per_day
     connection.approved_by_whoop = approved_by_whoop
+    connection.backfill_days = backfill_days
+    connection.use_pkce = use_pkce
     audit.record(
         actor,
         "connection.settings",
@@ -203,6 +207,8 @@ def save_settings(
         rate_limit_per_minute=rate_limit_per_minute,
         rate_limit_per_day=rate_limit_per_day,
         approved_by_whoop=approved_by_whoop,
+        backfill_days=backfill_days,
+        use_pkce=use_pkce,
     )
     db.session.commit()
 

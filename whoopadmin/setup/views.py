@@ -351,6 +351,8 @@ def edit_settings(environment: str):
         rate_limit_per_minute=connection.rate_limit_per_minute,
         rate_limit_per_day=connection.rate_limit_per_day,
         approved_by_whoop=connection.approved_by_whoop,
+        backfill_days=connection.backfill_days,
+        use_pkce=connection.use_pkce,
     )
     if form.validate_on_submit():
         try:
@@ -363,6 +365,8 @@ def edit_settings(environment: str):
                 rate_limit_per_minute=form.rate_limit_per_minute.data,
                 rate_limit_per_day=form.rate_limit_per_day.data,
                 approved_by_whoop=form.approved_by_whoop.data,
+                backfill_days=form.backfill_days.data,
+                use_pkce=form.use_pkce.data,
             )
         except service.SetupError as exc:
             form[exc.field or "display_name"].errors.append(str(exc))
