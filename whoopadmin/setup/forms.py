@@ -91,7 +91,7 @@ class SettingsForm(FlaskForm):
         "WHOOP requests per day", validators=[InputRequired(), NumberRange(1, 100_000_000)]
     )
     backfill_days = IntegerField(
-        "Days to backfill on connect", default=30, validators=[InputRequired(), NumberRange(1, 365)]
+        "Days to backfill on connect", validators=[Optional(), NumberRange(1, 365)]
     )
     approved_by_whoop = BooleanField("WHOOP has approved this app (no 10-member cap)")
     use_pkce = BooleanField("Send PKCE with the authorization request (if WHOOP supports it)")

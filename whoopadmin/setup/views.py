@@ -365,7 +365,7 @@ def edit_settings(environment: str):
                 rate_limit_per_minute=form.rate_limit_per_minute.data,
                 rate_limit_per_day=form.rate_limit_per_day.data,
                 approved_by_whoop=form.approved_by_whoop.data,
-                backfill_days=form.backfill_days.data,
+                backfill_days=form.backfill_days.data or connection.backfill_days,
                 use_pkce=form.use_pkce.data,
             )
         except service.SetupError as exc:
