@@ -121,3 +121,11 @@ def test_metrics(configured_app):
     assert 'whoopadmin_queue_jobs{queue="webhooks"} 1' in text
     refused = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.5"})
     assert refused.status_code == 403
+
+
+def test_metrics_count_sync_jobs(configured_app, linked):
+    run_jobs(configured_app, ("backfill",))
+    text = configured_app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'whoopadmin_sync_runs_total{type="sleep",outcome="ok"} 1' in text
+    assert 'whoopadmin_sync_job_seconds_count{type="cycle"} 1' in text
+    assert "whoopadmin_token_refreshes_total" in text

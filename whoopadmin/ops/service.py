@@ -211,6 +211,45 @@ def metrics_text() -> str:
         "Token refreshes, by outcome.",
         [({"outcome": kind}, n) for kind, n in refreshes],
     )
+    from whoopadmin.sync.models import SyncRun
+
+    runs = db.session.execute(
+        select(SyncRun.type, SyncRun.outcome, func.count(), func.sum(SyncRun.records)).group_by(
+            SyncRun.type, SyncRun.outcome
+        )
+    ).all()
+    metric(
+        "whoopadmin_sync_runs_total",
+        "counter",
+        "Sync jobs per data type, by outcome.",
+        [({"type": t, "outcome": o}, n) for t, o, n, _ in runs],
+    )
+    metric(
+        "whoopadmin_synced_records_total",
+        "counter",
+        "WHOOP records fetched by sync jobs.",
+        [({"type": t, "outcome": o}, int(r or 0)) for t, o, _, r in runs],
+    )
+    durations = db.session.execute(
+        select(SyncRun.type, SyncRun.started_at, SyncRun.finished_at)
+        .order_by(SyncRun.id.desc())
+        .limit(1000)
+    ).all()
+    seconds: dict[str, list[float]] = {}
+    for type_, started, finished in durations:
+        seconds.setdefault(type_, []).append(max(0.0, (finished - started).total_seconds()))
+    metric(
+        "whoopadmin_sync_job_seconds_sum",
+        "gauge",
+        "Seconds spent by the last 1000 sync jobs, per data type.",
+        [({"type": t}, round(sum(v), 3)) for t, v in seconds.items()],
+    )
+    metric(
+        "whoopadmin_sync_job_seconds_count",
+        "gauge",
+        "Number of sync jobs in whoopadmin_sync_job_seconds_sum, per data type.",
+        [({"type": t}, len(v)) for t, v in seconds.items()],
+    )
     links = db.session.execute(select(Link.status, func.count()).group_by(Link.status)).all()
     metric("whoopadmin_links", "gauge", "Links by status.", [({"status": s}, n) for s, n in links])
     depths = queue_depths()
