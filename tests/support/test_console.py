@@ -73,6 +73,7 @@ def test_timeline_from_a_real_flow(configured_app, linked, sandbox, member, supp
     assert "trace id trace-support-1" in page
     assert "backfill of sleep" in page
     assert "<polyline" in page  # the recovery/HRV charts have data
+    assert 'aria-label="data freshness"' in page and "<rect" in page
     assert 'data-type="sleep"' in page and 'data-testid="raw-record"' in page
     # Support never sees a secret or a token.
     with configured_app.app_context():

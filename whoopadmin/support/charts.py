@@ -50,3 +50,36 @@ def line_chart(
         f'<text x="2" y="{height - 4}" font-size="10" fill="#6c757d">{y0:g} {escape(unit)}</text>'
         "</svg>"
     )
+
+
+def freshness_chart(rows: list[tuple[str, float | None]], width: int = 320) -> Markup:
+    """Horizontal bars: hours since the newest record of each data type (longer = staler)."""
+    bar_height, gap, label_width = 14, 6, 110
+    height = len(rows) * (bar_height + gap) + gap
+    known = [hours for _, hours in rows if hours is not None]
+    top = max(known + [24.0])
+    parts = []
+    for i, (name, hours) in enumerate(rows):
+        y = gap + i * (bar_height + gap)
+        parts.append(
+            f'<text x="0" y="{y + bar_height - 3}" font-size="11" fill="#212529">'
+            f"{escape(name)}</text>"
+        )
+        if hours is None:
+            parts.append(
+                f'<text x="{label_width}" y="{y + bar_height - 3}" font-size="11" '
+                'fill="#6c757d">no data</text>'
+            )
+            continue
+        length = max(2.0, hours / top * (width - label_width - 60))
+        color = "#198754" if hours <= 36 else ("#ffc107" if hours <= 72 else "#dc3545")
+        parts.append(
+            f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" '
+            f'fill="{color}" />'
+            f'<text x="{label_width + length + 4:.1f}" y="{y + bar_height - 3}" font-size="11" '
+            f'fill="#6c757d">{hours:.0f} h</text>'
+        )
+    return Markup(
+        f'<svg class="chart" width="{width}" height="{height}" role="img" '
+        f'aria-label="data freshness">{"".join(parts)}</svg>'
+    )

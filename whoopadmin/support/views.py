@@ -60,6 +60,16 @@ def show_link(uid: str):
 
     link = _link(uid)
     connection = db.session.get(Connection, link.connection_id)
+    sync = service.sync_summary(link)
+    now = service.utcnow()
+    freshness = [
+        (
+            row["type"].replace("_", " "),
+            (now - row["newest"]).total_seconds() / 3600 if row["newest"] else None,
+        )
+        for row in sync
+        if row["type"] != "body_measurement"
+    ]
     try:
         budget = budget_for(connection).usage()
     except Exception:  # Redis down: the page still shows everything else
@@ -69,7 +79,8 @@ def show_link(uid: str):
         link=link,
         connection=connection,
         timeline=service.timeline(link),
-        sync=service.sync_summary(link),
+        sync=sync,
+        freshness_chart=charts.freshness_chart(freshness),
         last_webhook=service.last_webhook(link),
         errors=service.error_count(link),
         budget=budget,
@@ -79,8 +90,7 @@ def show_link(uid: str):
         hrv_chart=charts.line_chart(service.series(link, "hrv_rmssd"), label="HRV", unit="ms"),
         raw=service.raw_records(link),
         action_form=ActionForm(),
-        reconnect_url=None,
-        now=service.utcnow(),
+        now=now,
     )
 
 
