@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from whoopadmin import audit
@@ -481,7 +481,3 @@ def member_warning(connection: Connection) -> str | None:
         return f"{count} of {cap} members linked: WHOOP caps unapproved apps at {cap}."
     return None
 
-
-def count_links(connection: Connection) -> int:
-    """All links of a connection, whatever their status."""
-    return db.session.scalar(select(func.count(Link.id)).where(Link.connection_id == connection.id))
