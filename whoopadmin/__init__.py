@@ -57,7 +57,31 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from whoopadmin.cli import register_commands
 
     register_commands(app)
+    if not app.config.get("DATABASE_URL") and not app.testing:
+        _upgrade_embedded_database(app)
     return app
+
+
+def _upgrade_embedded_database(app: Flask) -> None:
+    """Bring the embedded SQLite database to the latest schema, so `whoopadmin run` just works.
+
+    Only for the embedded default: a configured database is upgraded deliberately, with
+    `whoopadmin db upgrade`, as part of a deployment.
+    """
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        from whoopadmin.extensions import db
+
+        config = app.extensions["migrate"].migrate.get_config(app.extensions["migrate"].directory)
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with db.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        if current != head:
+            upgrade(directory=app.extensions["migrate"].directory)
+            app.logger.warning("Upgraded the embedded database in %s", app.instance_path)
 
 
 def _register_blueprints(app: Flask) -> None:

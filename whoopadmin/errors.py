@@ -70,6 +70,12 @@ def _database_error(exc: Exception):
     from whoopadmin.extensions import db
 
     db.session.rollback()
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        current_app.logger.error("database schema missing: run `whoopadmin db upgrade`")
+        return render_error(
+            503, "The database has no schema yet: run `whoopadmin db upgrade`.", retry_after=5
+        )
     current_app.logger.error("database unavailable: %s", type(exc).__name__)
     return render_error(
         503, "The database is not reachable right now. Try again in a moment.", retry_after=5

@@ -215,3 +215,15 @@ def test_nul_characters_are_a_400(client, method, path, data):
     response = getattr(client, method)(path, data=data)
     assert response.status_code == 400
     assert b"NUL character" in response.data
+
+
+def test_missing_schema_says_what_to_run(make_app, tmp_path):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}", TESTING=False)
+    page = app.test_client().get("/login")
+    assert page.status_code == 503
+    assert b"whoopadmin db upgrade" in page.data
+
+
+def test_embedded_database_is_upgraded_at_start(tmp_path, clean_env):
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "i")})
+    assert app.test_client().get("/login").status_code == 200
