@@ -1,0 +1,270 @@
+"""Webhook ingest benchmark: gunicorn serving whoopadmin on PostgreSQL + Redis, wrk on loopback.
+
+Sends correctly signed WHOOP webhooks (every one with its own trace id) at rising
+concurrency, then the same load on a trivial endpoint (``/healthz``) of the same server as
+the baseline, prints requests/s, p50/p99 latency and the ratio, and finally checks that
+every acknowledged webhook was stored exactly once.
+
+    python bench/webhook_ingest.py [--seconds 30] [--concurrency 16 32 64]
+
+Needs PostgreSQL (a fresh database is created and dropped), a Redis server, gunicorn (a
+dependency) and ``wrk`` (Debian package). Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LUA = r"""
+-- Each wrk thread takes every THREADS-th line from its own offset: no line is sent twice.
+local lines = {}
+local position = 0
+local stride = 1
+local next_offset = 0
+function setup(thread)
+  thread:set("thread_offset", next_offset)
+  next_offset = next_offset + 1
+end
+function init(args)
+  for line in io.lines(REQUESTS) do
+    lines[#lines + 1] = line
+  end
+  position = tonumber(thread_offset) + 1
+  stride = THREADS
+end
+function request()
+  local line = lines[position]
+  position = position + stride
+  if line == nil then
+    return wrk.format("GET", "/healthz")
+  end
+  local ts, sig, body = line:match("^(%d+)\t([^\t]+)\t(.*)$")
+  return wrk.format("POST", PATH, {
+    ["Content-Type"] = "application/json",
+    ["X-WHOOP-Signature-Timestamp"] = ts,
+    ["X-WHOOP-Signature"] = sig,
+  }, body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, p50/p99 latency (ms), total and non-2xx counts from ``wrk --latency``."""
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = ms(re.search(r"\s50%\s+(\S+)", output).group(1))
+    p99 = ms(re.search(r"\s99%\s+(\S+)", output).group(1))
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "total": total,
+        "non2xx": int(bad.group(1)) if bad else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+
+    from tests.conftest import fresh_pg_database
+    from whoopadmin import create_app
+    from whoopadmin.connect.models import Link
+    from whoopadmin.crypto import generate_key
+    from whoopadmin.extensions import db
+    from whoopadmin.setup.models import Connection
+    from whoopadmin.webhooks.models import WebhookEvent
+    from whoopadmin.webhooks.signatures import whoop_signature
+
+    url, drop = fresh_pg_database(args.database_url)
+    workdir = Path(tempfile.mkdtemp(prefix="whoopadmin-bench-"))
+    settings = {
+        "SECRET_KEY": "bench-secret-key",
+        "ENCRYPTION_KEYS": generate_key(),
+        "DATABASE_URL": url,
+        "REDIS_URL": args.redis_url,
+        "INSTANCE_PATH": str(workdir / "instance"),
+    }
+    server = None
+    try:
+        app = create_app(dict(settings))
+        secret, client_id, user_id = "bench-client-secret-0001", "bench-client", 424242
+        with app.app_context():
+            db.create_all()
+            connection = Connection(
+                environment="bench",
+                display_name="Bench",
+                client_id=client_id,
+                hostname="whoop.bench.test",
+                allowed_origins=[],
+                app_schemes=[],
+            )
+            connection.client_secret = secret
+            db.session.add(connection)
+            db.session.flush()
+            link = Link(connection_id=connection.id, whoop_user_id=user_id, reference_id="bench")
+            db.session.add(link)
+            db.session.commit()
+            db.engine.dispose()
+        import redis
+
+        redis.Redis.from_url(args.redis_url).flushdb()
+
+        # Pre-sign enough distinct webhooks for every run (wrk must not sign in Lua).
+        per_run = args.seconds * 6000
+        requests_file = workdir / "requests.tsv"
+        stamp = str(int(time.time() * 1000))
+        with requests_file.open("w") as out:
+            for _ in range(per_run * len(args.concurrency)):
+                body = json.dumps(
+                    {
+                        "user_id": user_id,
+                        "id": str(uuid.uuid4()),
+                        "type": "sleep.updated",
+                        "trace_id": uuid.uuid4().hex,
+                    }
+                )
+                signature = whoop_signature(secret, stamp, body.encode())
+                out.write(f"{stamp}\t{signature}\t{body}\n")
+
+        port = free_port()
+        env = dict(os.environ, **{f"WHOOPADMIN_{k}": v for k, v in settings.items()})
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        path = f"/hooks/whoop/push/{client_id}"
+        print(
+            f"machine: {os.cpu_count()} cores; gunicorn {args.workers} workers x "
+            f"{args.threads} threads; {args.seconds} s per run"
+        )
+        print(
+            f"{'concurrency':>11} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'healthz/s':>10} {'ratio':>6}"
+        )
+        accepted = 0
+        for n, concurrency in enumerate(args.concurrency):
+            # Each run reads its own slice of the signed requests.
+            slice_file = workdir / f"run{n}.tsv"
+            with requests_file.open() as src, slice_file.open("w") as dst:
+                for i, line in enumerate(src):
+                    if n * per_run <= i < (n + 1) * per_run:
+                        dst.write(line)
+            script = workdir / f"run{n}.lua"
+            script.write_text(f'REQUESTS = "{slice_file}"\nPATH = "{path}"\nTHREADS = 2\n' + LUA)
+            common = ["wrk", "-t2", f"-c{concurrency}", f"-d{args.seconds}s", "--latency"]
+            hooks = parse_wrk(
+                subprocess.run(
+                    [*common, "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            base = parse_wrk(
+                subprocess.run(
+                    [*common, f"http://127.0.0.1:{port}/healthz"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            accepted += hooks["total"] - hooks["non2xx"]
+            ratio = hooks["rps"] / base["rps"]
+            print(
+                f"{concurrency:>11} {hooks['rps']:>11.0f} {hooks['p50']:>8.1f} "
+                f"{hooks['p99']:>8.1f} {base['rps']:>10.0f} {ratio:>6.2f}"
+                + (f"  ({hooks['non2xx']} non-2xx)" if hooks["non2xx"] else "")
+            )
+        engine = sa.create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://", 1)
+            if url.startswith("postgresql://")
+            else url
+        )
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.count()).select_from(WebhookEvent.__table__)
+            ).scalar()
+            distinct = conn.execute(
+                sa.select(sa.func.count(sa.distinct(WebhookEvent.__table__.c.trace_id)))
+            ).scalar()
+        engine.dispose()
+        print(
+            f"acknowledged {accepted}, stored {stored}, distinct trace ids {distinct}: "
+            f"{'OK' if accepted == stored == distinct else 'MISMATCH'}"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(20)
+        drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
