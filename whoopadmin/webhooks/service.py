@@ -163,7 +163,7 @@ def receive_member_event(
         db.session.rollback()  # a redelivery: stored and queued the first time
         return Outcome(200, {"status": "duplicate"})
     if known:
-        queue_event(row.id)
+        queue_event(row.id, fresh=True)
     return Outcome(200, {"status": "accepted" if known else "ignored"})
 
 
@@ -275,18 +275,21 @@ def last_test_event(connection: Connection) -> WebhookEvent | None:
     )
 
 
-def queue_event(event_id: int) -> bool:
-    """Queue processing; if Redis is down the event stays ``received`` for the sweeper."""
-    from whoopadmin.jobs import RETRY, enqueue_once
+def queue_event(event_id: int, *, fresh: bool = False) -> bool:
+    """Queue processing; if Redis is down the event stays ``received`` for the sweeper.
 
+    ``fresh``: the event was stored just now, so no job for it can exist yet and the
+    existence check (a Redis round trip on the hot path) is skipped.
+    """
+    from whoopadmin.jobs import RETRY, enqueue_once, get_queue
+
+    job_id = f"webhook-{event_id}"
+    func = "whoopadmin.webhooks.jobs.process_event"
     try:
-        enqueue_once(
-            "webhooks",
-            "whoopadmin.webhooks.jobs.process_event",
-            event_id,
-            job_id=f"webhook-{event_id}",
-            retry=RETRY,
-        )
+        if fresh:
+            get_queue("webhooks").enqueue(func, event_id, job_id=job_id, retry=RETRY)
+        else:
+            enqueue_once("webhooks", func, event_id, job_id=job_id, retry=RETRY)
     except Exception as exc:  # the event is stored; the sweeper queues it later
         log.warning("webhook %s stored, not queued: %s", event_id, type(exc).__name__)
         return False
