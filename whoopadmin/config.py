@@ -42,6 +42,11 @@ DEFAULTS: dict[str, object] = {
     "METRICS_ALLOWED": "127.0.0.1,::1",
     "WHOOP_TIMEOUT": 10.0,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
+    # Deliveries to private, loopback or link-local addresses (and plain http://):
+    # development only (WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS=true).
+    "ALLOW_PRIVATE_DESTINATIONS": False,
+    # Seconds to connect and, separately, to wait for a destination's answer.
+    "DESTINATION_TIMEOUT": 10.0,
     # Host names that serve the admin pages (comma-separated); empty: any host that is
     # not a connection's subdomain.
     "ADMIN_HOSTS": "",

@@ -20,6 +20,7 @@ from whoopadmin import audit
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.crypto import keyed_hash
+from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
 from whoopadmin.setup import service as setup_service
 from whoopadmin.setup.models import Connection
@@ -251,6 +252,17 @@ def _fail(connection, session, reason, **details) -> CallbackResult:
         )
     )
     db.session.commit()
+    if session is not None:  # junk states hitting the callback make no deliveries
+        emit(
+            connection.id,
+            "auth.error",
+            {
+                "reason": reason,
+                "reference_id": session.reference_id,
+                "session_id": session.public_id,
+                **details,
+            },
+        )
     return CallbackResult(session=session, reason=reason)
 
 
@@ -324,6 +336,16 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
 
     link, reconnected = _store_link(connection, session, profile, token, granted)
     _queue_backfill(link)
+    emit(
+        connection.id,
+        "user_reauth" if reconnected else "auth.success",
+        {
+            "reference_id": session.reference_id,
+            "session_id": session.public_id,
+            "scopes": link.scopes,
+        },
+        link=link,
+    )
     return CallbackResult(session=session, link=link, reconnected=reconnected)
 
 
@@ -466,6 +488,12 @@ def disconnect(link: Link, actor) -> str | None:
     if getattr(actor, "email", None):
         audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
     db.session.commit()
+    emit(
+        link.connection_id,
+        "deauth",
+        {"reason": "disconnected", "whoop_revoke_error": whoop_error},
+        link=link,
+    )
     return whoop_error
 
 
@@ -480,4 +508,3 @@ def member_warning(connection: Connection) -> str | None:
     if count >= cap - 2:
         return f"{count} of {cap} members linked: WHOOP caps unapproved apps at {cap}."
     return None
-

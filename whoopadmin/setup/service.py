@@ -553,9 +553,7 @@ def checklist(connection: Connection) -> list[CheckItem]:
             "certificate",
             "Certificates can be issued for the subdomain",
             dns_ok and tls_allowed(connection.hostname or ""),
-            "The TLS server may request a certificate."
-            if dns_ok
-            else "Waits for verified DNS records.",
+            _certificate_detail(dns_ok),
             "certificate",
         ),
         CheckItem(
@@ -566,6 +564,14 @@ def checklist(connection: Connection) -> list[CheckItem]:
             "whoop",
         ),
     ]
+
+
+def _certificate_detail(dns_ok: bool) -> str:
+    if not dns_ok:
+        return "Waits for verified DNS records."
+    if current_app.config["PUBLIC_SCHEME"] == "http":
+        return "Public pages are served over plain HTTP here: no certificate is involved."
+    return "The TLS server may request a certificate."
 
 
 def go_live(actor, connection: Connection) -> None:

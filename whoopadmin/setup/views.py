@@ -264,7 +264,8 @@ def show_certificate(environment: str):
     """Step 4: how certificates are issued, and whether they can be now."""
     connection = _connection(environment)
     allowed = service.tls_allowed(connection.hostname or "")
-    return _render("certificate", connection, tls_allowed=allowed)
+    plain_http = current_app.config["PUBLIC_SCHEME"] == "http"
+    return _render("certificate", connection, tls_allowed=allowed, plain_http=plain_http)
 
 
 @bp.route("/<environment>/whoop")

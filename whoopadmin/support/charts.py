@@ -7,6 +7,11 @@ from datetime import datetime
 from markupsafe import Markup, escape
 
 
+def _num(value: float) -> str:
+    """A chart label: at most one decimal, no trailing zeros (31.5944 → 31.6)."""
+    return f"{round(value, 1):g}"
+
+
 def line_chart(
     points: list[tuple[datetime, float]],
     *,
@@ -43,11 +48,12 @@ def line_chart(
     last = ys[-1]
     return Markup(
         f'<svg class="chart" width="{width}" height="{height}" role="img" '
-        f'aria-label="{escape(label)}, {len(points)} points, latest {last:g} {escape(unit)}">'
+        f'aria-label="{escape(label)}, {len(points)} points, latest {_num(last)} {escape(unit)}">'
         f'<polyline fill="none" stroke="#0d6efd" stroke-width="1.5" points="{path}" />'
         f'<g fill="#0d6efd">{dots}</g>'
-        f'<text x="2" y="12" font-size="10" fill="#6c757d">{y1:g} {escape(unit)}</text>'
-        f'<text x="2" y="{height - 4}" font-size="10" fill="#6c757d">{y0:g} {escape(unit)}</text>'
+        f'<text x="2" y="12" font-size="10" fill="#6c757d">{_num(y1)} {escape(unit)}</text>'
+        f'<text x="2" y="{height - 4}" font-size="10" fill="#6c757d">'
+        f"{_num(y0)} {escape(unit)}</text>"
         "</svg>"
     )
 

@@ -159,7 +159,8 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 r.finished_at,
                 "job",
                 f"{r.reason} of {r.type}",
-                f"{r.records} records · {r.outcome}" + (f" ({r.error})" if r.error else ""),
+                f"{r.records} record{'' if r.records == 1 else 's'} · {r.outcome}"
+                + (f" ({r.error})" if r.error else ""),
                 "danger" if r.outcome == "error" else "light",
             )
         )

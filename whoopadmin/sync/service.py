@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.dbutil import upsert
+from whoopadmin.destinations.service import emit_rate_limit, emit_records
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
 from whoopadmin.setup.models import Connection
@@ -152,6 +153,9 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
         update=["value", "text", "unit", "start", "end"],
     )
     db.session.commit()
+    # Data events for new or changed records only: a re-sync of unchanged data sends none.
+    changed_ids = set(changed)
+    emit_records(link, kind, [keyed[w] for w in keyed if w not in stored or w in changed_ids])
     return len(raw_rows)
 
 
@@ -221,6 +225,8 @@ def sync_window(
                 raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
             if exc.code != "not_found":
                 _record_run(link, "body_measurement", reason, 0, "error", exc.code)
+                if exc.code == "rate_limited":
+                    emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                 raise
         for type_, collection in COLLECTIONS:
             started = utcnow()
@@ -230,6 +236,8 @@ def sync_window(
                     count += store(link, collection, page)
             except WhoopError as exc:
                 _record_run(link, type_, reason, count, "error", exc.code, started)
+                if exc.code == "rate_limited":
+                    emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                 if exc.code == "unauthorized":
                     _unauthorized(link, reason)
                     raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
@@ -287,5 +295,7 @@ def apply_event(link: Link, event_type: str, object_id: str) -> str:
             if exc.code == "not_found":  # gone at WHOOP since the event was sent
                 mark_deleted(link, kind, object_id)
                 return "not found at WHOOP: marked deleted"
+            if exc.code == "rate_limited":
+                emit_rate_limit(link.connection_id, exc.retry_after, link=link)
             raise
     return "ignored"

@@ -21,6 +21,7 @@ from sqlalchemy import update
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.connect.service import oauth_client
+from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
 from whoopadmin.sealing import keyring
@@ -111,6 +112,12 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
             _event(link, "token_refresh_failed", "invalid_grant", trigger=reason)
             _event(link, "reauth_required", "invalid_grant")
             db.session.commit()
+            emit(
+                link.connection_id,
+                "access_revoked",
+                {"reason": "invalid_grant", "status": "reauth_required"},
+                link=link,
+            )
             return "reauth_required"
         return _transient(link, reason, f"oauth_{str(exc.error)[:40]}")
     except (requests.RequestException, ValueError) as exc:
@@ -155,11 +162,19 @@ def _transient(link: Link, reason: str, error: str) -> str:
     link.last_refresh_at = utcnow()
     link.last_refresh_result = error
     _event(link, "token_refresh_failed", error, trigger=reason, failures=link.refresh_failures)
-    if link.refresh_failures >= MAX_FAILURES and link.status == "active":
+    turned_error = link.refresh_failures >= MAX_FAILURES and link.status == "active"
+    if turned_error:
         link.status = "error"
         link.status_reason = f"{link.refresh_failures} refreshes in a row failed ({error})"
         _event(link, "link_error", error)
     db.session.commit()
+    if turned_error:
+        emit(
+            link.connection_id,
+            "connection_error",
+            {"reason": error, "failures": link.refresh_failures},
+            link=link,
+        )
     raise RefreshFailed(f"refresh of link {link.id} failed: {error}")
 
 

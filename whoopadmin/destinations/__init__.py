@@ -1,0 +1,1 @@
+"""Deliveries: lifecycle and data events pushed, signed, to the operator's destination URLs."""
