@@ -443,3 +443,26 @@ def test_ipv6_loopback_receiver_works_in_development(private_ok):
         (request,) = server.requests
         assert request["headers"]["Host"] == f"[::1]:{server.port}"
         receiver_verifies(secret, request["headers"], request["body"])
+
+
+def test_deliveries_show_on_the_link_timeline_and_in_metrics(private_ok, receiver):
+    """Support sees each delivery on the link's timeline; /metrics counts them."""
+    from tests.factories import make_user
+    from tests.helpers import AuthActions
+
+    app = private_ok
+    with app.app_context():
+        conn = make_connection()
+        link = make_link(conn, whoop_user_id=556, reference_id="user-556")
+        service.create_destination("test", conn, receiver.url, ["auth.success"])
+        service.emit(conn.id, "auth.success", {"n": 1}, link=link)
+        make_user("support")
+        uid = link.uid
+    run_jobs(app, ("deliveries",))
+    client = app.test_client()
+    AuthActions(client).login("support@example.com", "support-password")
+    page = client.get(f"/links/{uid}").get_data(as_text=True)
+    assert 'data-kind="delivery"' in page
+    assert "delivery auth.success" in page and "delivered after 1 attempt · HTTP 200" in page
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'whoopadmin_deliveries_total{status="delivered"} 1' in metrics

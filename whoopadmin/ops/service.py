@@ -250,6 +250,23 @@ def metrics_text() -> str:
         "Number of sync jobs in whoopadmin_sync_job_seconds_sum, per data type.",
         [({"type": t}, len(v)) for t, v in seconds.items()],
     )
+    from whoopadmin.destinations.models import Delivery
+
+    deliveries = db.session.execute(
+        select(Delivery.status, func.count(), func.sum(Delivery.attempts)).group_by(Delivery.status)
+    ).all()
+    metric(
+        "whoopadmin_deliveries_total",
+        "counter",
+        "Deliveries to destinations, by status.",
+        [({"status": s}, n) for s, n, _ in deliveries],
+    )
+    metric(
+        "whoopadmin_delivery_attempts_total",
+        "counter",
+        "Delivery attempts, by delivery status.",
+        [({"status": s}, int(a or 0)) for s, _, a in deliveries],
+    )
     links = db.session.execute(select(Link.status, func.count()).group_by(Link.status)).all()
     metric("whoopadmin_links", "gauge", "Links by status.", [({"status": s}, n) for s, n in links])
     depths = queue_depths()

@@ -164,6 +164,25 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if r.outcome == "error" else "light",
             )
         )
+    from whoopadmin.destinations.models import Delivery
+
+    deliveries = db.session.scalars(
+        select(Delivery)
+        .where(Delivery.link_id == link.id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    for d in deliveries:
+        code = f" · HTTP {d.last_status_code}" if d.last_status_code else ""
+        items.append(
+            TimelineItem(
+                d.created_at,
+                "delivery",
+                f"delivery {d.event_type}",
+                f"{d.status} after {d.attempts} attempt{'' if d.attempts == 1 else 's'}{code}",
+                "danger" if d.status == "failed" else "info",
+            )
+        )
     actions = db.session.scalars(
         select(AuditEvent)
         .where(AuditEvent.target_type == "links", AuditEvent.target_id == str(link.id))
