@@ -107,3 +107,30 @@ class AuthActions:
     def logout(self):
         token = self.csrf("/")
         return self._client.post("/logout", data={"csrf_token": token})
+
+
+def post_webhook(
+    client,
+    secret: str,
+    event: dict,
+    *,
+    base_url: str = "https://whoop.acme.test",
+    path: str = "/hooks/whoop/push",
+):
+    """POST ``event`` as WHOOP would: raw JSON body, ms timestamp, base64 HMAC signature."""
+    import json
+    import time
+
+    from whoopadmin.webhooks.signatures import whoop_signature
+
+    body = json.dumps(event).encode()
+    stamp = str(int(time.time() * 1000))
+    return client.post(
+        path,
+        data=body,
+        base_url=base_url,
+        headers={
+            "X-WHOOP-Signature-Timestamp": stamp,
+            "X-WHOOP-Signature": whoop_signature(secret, stamp, body),
+        },
+    )

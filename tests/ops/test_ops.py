@@ -1,6 +1,5 @@
 """The dashboard, the jobs page and /metrics."""
 
-import json
 import time
 
 import pytest
@@ -9,30 +8,18 @@ from rq.registry import FailedJobRegistry
 
 from tests.conftest import run_jobs
 from tests.factories import make_link, make_user
-from tests.helpers import AuthActions, csrf_from
+from tests.helpers import AuthActions, csrf_from, post_webhook
 from whoopadmin.redisconn import get_redis
-from whoopadmin.webhooks.signatures import whoop_signature
 
 
 def _webhook(app, secret, user_id=777):
-    body = json.dumps(
-        {
-            "user_id": user_id,
-            "id": "a",
-            "type": "sleep.updated",
-            "trace_id": f"t-{time.monotonic_ns()}",
-        }
-    ).encode()
-    stamp = str(int(time.time() * 1000))
-    return app.test_client().post(
-        "/hooks/whoop/push",
-        data=body,
-        base_url="https://whoop.acme.test",
-        headers={
-            "X-WHOOP-Signature-Timestamp": stamp,
-            "X-WHOOP-Signature": whoop_signature(secret, stamp, body),
-        },
-    )
+    event = {
+        "user_id": user_id,
+        "id": "a",
+        "type": "sleep.updated",
+        "trace_id": f"t-{time.monotonic_ns()}",
+    }
+    return post_webhook(app.test_client(), secret, event)
 
 
 def test_dashboard_calls_out_signature_failures(configured_app, operator_client):

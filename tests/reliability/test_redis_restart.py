@@ -1,7 +1,6 @@
 """Redis stopped and restarted while webhooks arrive: every acknowledged webhook is stored,
 and every stored one is processed once Redis is back (the sweeper re-queues what was lost)."""
 
-import json
 import os
 import shutil
 import socket
@@ -13,10 +12,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from tests.helpers import post_webhook
 from whoopadmin.extensions import db
 from whoopadmin.webhooks.jobs import sweep_events
 from whoopadmin.webhooks.models import WebhookEvent
-from whoopadmin.webhooks.signatures import whoop_signature
 
 
 def _redis_server_binary() -> str:
@@ -97,24 +96,13 @@ def test_webhooks_survive_a_redis_restart(
     acknowledged = []
 
     def send(n: int) -> None:
-        body = json.dumps(
-            {
-                "user_id": member.user_id,
-                "id": sleeps[n % len(sleeps)],
-                "type": "sleep.updated",
-                "trace_id": f"restart-{n}",
-            }
-        ).encode()
-        stamp = str(int(time.time() * 1000))
-        response = client.post(
-            "/hooks/whoop/push",
-            data=body,
-            base_url="https://whoop.acme.test",
-            headers={
-                "X-WHOOP-Signature-Timestamp": stamp,
-                "X-WHOOP-Signature": whoop_signature(secret, stamp, body),
-            },
-        )
+        event = {
+            "user_id": member.user_id,
+            "id": sleeps[n % len(sleeps)],
+            "type": "sleep.updated",
+            "trace_id": f"restart-{n}",
+        }
+        response = post_webhook(client, secret, event)
         if 200 <= response.status_code < 300:
             acknowledged.append(f"restart-{n}")
 

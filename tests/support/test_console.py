@@ -1,20 +1,16 @@
 """The support console: search, filters, pagination, the link page, actions, roles, audit."""
 
-import json
-import time
-
 import pytest
 import sqlalchemy as sa
 from rq import Queue
 
 from tests.conftest import run_jobs
 from tests.factories import make_link, make_user
-from tests.helpers import AuthActions, csrf_from
+from tests.helpers import AuthActions, csrf_from, post_webhook
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import ConnectSession, Link
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
-from whoopadmin.webhooks.signatures import whoop_signature
 
 
 @pytest.fixture
@@ -43,26 +39,13 @@ def test_timeline_from_a_real_flow(configured_app, linked, sandbox, member, supp
     # A webhook, signed as WHOOP signs it.
     md = sandbox.state.data(member.user_id)
     sleep_id = md.sleeps.records[0]["id"]
-    body = json.dumps(
-        {
-            "user_id": member.user_id,
-            "id": sleep_id,
-            "type": "sleep.updated",
-            "trace_id": "trace-support-1",
-        }
-    ).encode()
-    stamp = str(int(time.time() * 1000))
-    hook = configured_app.test_client().post(
-        "/hooks/whoop/push",
-        data=body,
-        base_url="https://whoop.acme.test",
-        headers={
-            "X-WHOOP-Signature-Timestamp": stamp,
-            "X-WHOOP-Signature": whoop_signature(
-                configured_app.whoop_app.client_secret, stamp, body
-            ),
-        },
-    )
+    event = {
+        "user_id": member.user_id,
+        "id": sleep_id,
+        "type": "sleep.updated",
+        "trace_id": "trace-support-1",
+    }
+    hook = post_webhook(configured_app.test_client(), configured_app.whoop_app.client_secret, event)
     assert hook.status_code == 200
     run_jobs(configured_app, ("webhooks",))
     with configured_app.app_context():
