@@ -20,7 +20,7 @@ import click
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import select
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from whoopadmin.auth import service
 
@@ -34,6 +34,20 @@ CNAME_TARGET = f"edge.{ZONE}"
 VALIDATION_DOMAIN = f"acme-dns.{ZONE}"
 CLIENT_ID = "whoopadmin-demo"
 CLIENT_SECRET = "demo-client-secret-change-me"
+
+
+class RedactingRequestHandler(WSGIRequestHandler):
+    """Request log lines without query strings or connect tokens (codes, states, tokens)."""
+
+    def log_request(self, code="-", size="-") -> None:
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/connect/"):
+            path = "/connect/<token>" + ("/start" if path.endswith("/start") else "")
+        original, self.path = self.path, path  # werkzeug logs self.path
+        try:
+            super().log_request(code, size)
+        finally:
+            self.path = original
 
 
 def seed_accounts() -> None:
@@ -155,7 +169,7 @@ def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # app.run() refuses to run inside a CLI command; run_simple is what it would call.
-        run_simple(host, port, app, threaded=True)
+        run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
     finally:
         stop.set()
         for child in children:

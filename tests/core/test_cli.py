@@ -77,3 +77,26 @@ def test_demo_seeds_accounts_once(app):
             user = service.authenticate(email, password)
             assert user is not None and user.role == role
         assert db.session.scalar(select(db.func.count(StaffUser.id))) == len(DEMO_ACCOUNTS)
+
+
+def test_demo_request_log_hides_tokens_and_codes():
+    import io
+    import logging
+
+    from whoopadmin.demo import RedactingRequestHandler
+
+    handler = RedactingRequestHandler.__new__(RedactingRequestHandler)
+    stream = io.StringIO()
+    log_handler = logging.StreamHandler(stream)
+    logging.getLogger("werkzeug").addHandler(log_handler)
+    try:
+        for path in ("/connect/SECRETTOKEN123", "/auth/whoop/oauth2?code=SECRETCODE&state=S7"):
+            handler.path, handler.command, handler.request_version = path, "GET", "HTTP/1.1"
+            handler.client_address = ("127.0.0.1", 1)
+            handler.log_request(200, 10)
+    finally:
+        logging.getLogger("werkzeug").removeHandler(log_handler)
+    logged = stream.getvalue()
+    assert "/connect/<token>" in logged and "/auth/whoop/oauth2 " in logged
+    for secret in ("SECRETTOKEN123", "SECRETCODE", "S7"):
+        assert secret not in logged
