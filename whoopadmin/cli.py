@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -14,6 +15,14 @@ from whoopadmin import create_app
 @click.group(cls=FlaskGroup, create_app=create_app)
 def cli() -> None:
     """whoopadmin: connect your users' WHOOP accounts with your own WHOOP credentials."""
+    # SIGTERM (systemd, `timeout`, a container stop) must unwind like Ctrl-C, so exit
+    # handlers run and an embedded Redis started by this process is stopped. The worker
+    # and the cron install their own handlers for a graceful stop.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 @click.group(cls=AppGroup)

@@ -10,7 +10,6 @@ checks query it for real: nothing is skipped.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -165,8 +164,6 @@ def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None
         f'\\"end\\": \\"$(date -u -d \'-1 hour\' +%FT%TZ)\\"}}"\n'
         f"Press Ctrl-C to stop everything.\n"
     )
-    # SIGTERM must unwind like Ctrl-C, so every part is stopped below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # app.run() refuses to run inside a CLI command; run_simple is what it would call.
         run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)

@@ -100,3 +100,58 @@ def test_demo_request_log_hides_tokens_and_codes():
     assert "/connect/<token>" in logged and "/auth/whoop/oauth2 " in logged
     for secret in ("SECRETTOKEN123", "SECRETCODE", "S7"):
         assert secret not in logged
+
+
+def _redis_servers() -> set[int]:
+    import psutil
+
+    return {
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any("redis-server" in part for part in (p.info["cmdline"] or []))
+    }
+
+
+def test_sigterm_stops_the_embedded_redis(tmp_path):
+    """`whoopadmin run` stopped with SIGTERM leaves no redis-server behind."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHOOPADMIN_")}
+    env["WHOOPADMIN_INSTANCE_PATH"] = str(tmp_path / "instance")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    before = _redis_servers()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "whoopadmin.cli", "run", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        started = _redis_servers() - before
+        assert started, "no embedded redis-server was started"
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in started):
+            time.sleep(0.1)
+        alive = [pid for pid in started if psutil.pid_exists(pid)]
+        assert not alive, alive
+    finally:
+        if process.poll() is None:
+            process.kill()
