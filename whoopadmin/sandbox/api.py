@@ -205,17 +205,22 @@ def cycles() -> Response:
     return page("cycles", "read:cycles")
 
 
+def _by_id(token: Token, index: str, key) -> Response:
+    """One record from the member's ``index`` (e.g. ``sleep_by_id``), or WHOOP's 404."""
+    sandbox = state()
+    with sandbox.lock:
+        found = getattr(sandbox.data(token.user_id), index).get(key)
+        if found is None:
+            raise _not_found()
+        return json_response(found)
+
+
 @bp.get("/v2/cycle/<raw_id>")
 def cycle(raw_id: str) -> Response:
     """One Cycle by its int64 id."""
     token = need("read:cycles")
     cycle_id = _cycle_id(raw_id)
-    sandbox = state()
-    with sandbox.lock:
-        found = sandbox.data(token.user_id).cycle_by_id.get(cycle_id)
-        if found is None:
-            raise _not_found()
-        return json_response(found)
+    return _by_id(token, "cycle_by_id", cycle_id)
 
 
 @bp.get("/v2/cycle/<raw_id>/sleep")
@@ -237,12 +242,7 @@ def cycle_recovery(raw_id: str) -> Response:
     """The recovery of a cycle (there is no recovery-by-id route)."""
     token = need("read:recovery")
     cycle_id = _cycle_id(raw_id)
-    sandbox = state()
-    with sandbox.lock:
-        found = sandbox.data(token.user_id).recovery_by_cycle.get(cycle_id)
-        if found is None:
-            raise _not_found()
-        return json_response(found)
+    return _by_id(token, "recovery_by_cycle", cycle_id)
 
 
 @bp.get("/v2/recovery")
@@ -262,12 +262,7 @@ def sleep(raw_id: str) -> Response:
     """One Sleep by UUID."""
     token = need("read:sleep")
     sleep_id = _uuid(raw_id, "sleepId")
-    sandbox = state()
-    with sandbox.lock:
-        found = sandbox.data(token.user_id).sleep_by_id.get(sleep_id)
-        if found is None:
-            raise _not_found()
-        return json_response(found)
+    return _by_id(token, "sleep_by_id", sleep_id)
 
 
 @bp.get("/v2/activity/workout")
@@ -281,12 +276,7 @@ def workout(raw_id: str) -> Response:
     """One Workout by UUID."""
     token = need("read:workout")
     workout_id = _uuid(raw_id, "workoutId")
-    sandbox = state()
-    with sandbox.lock:
-        found = sandbox.data(token.user_id).workout_by_id.get(workout_id)
-        if found is None:
-            raise _not_found()
-        return json_response(found)
+    return _by_id(token, "workout_by_id", workout_id)
 
 
 @bp.get("/v1/activity-mapping/<raw_id>")
