@@ -41,6 +41,9 @@ DEFAULTS: dict[str, object] = {
     # Who may scrape /metrics (comma-separated addresses).
     "METRICS_ALLOWED": "127.0.0.1,::1",
     "WHOOP_TIMEOUT": 10.0,
+    # How long each web process keeps a connection's webhook secrets in memory: a new
+    # client secret is used by every process at most this long after it is saved.
+    "WEBHOOK_CONNECTION_CACHE_SECONDS": 5.0,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
     # Deliveries to private, loopback or link-local addresses (and plain http://):
     # development only (WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS=true).
@@ -74,6 +77,14 @@ DEFAULTS: dict[str, object] = {
     # A rate-limit store that is down must not lock every operator out.
     "RATELIMIT_SWALLOW_ERRORS": True,
 }
+
+# Settings that are a number of seconds (checked at start-up).
+NUMBERS = (
+    "DNS_TIMEOUT",
+    "WHOOP_TIMEOUT",
+    "DESTINATION_TIMEOUT",
+    "WEBHOOK_CONNECTION_CACHE_SECONDS",
+)
 
 
 class ConfigError(RuntimeError):
@@ -147,6 +158,14 @@ def finalise(app: Flask) -> None:
         parse_nameservers(app.config.get("DNS_NAMESERVERS") or None)
     except ValueError as exc:
         raise ConfigError(f"WHOOPADMIN_DNS_NAMESERVERS: {exc}") from None
+    for name in NUMBERS:
+        try:
+            value = float(app.config[name])
+        except (TypeError, ValueError):
+            value = -1.0
+        if not 0 <= value <= 3600:
+            raise ConfigError(f"WHOOPADMIN_{name} must be a number of seconds (0 to 3600).")
+        app.config[name] = value
     # Secure cookies need https; development runs on plain http://127.0.0.1.
     for name in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         if app.config[name] is None:

@@ -227,3 +227,16 @@ def test_missing_schema_says_what_to_run(make_app, tmp_path):
 def test_embedded_database_is_upgraded_at_start(tmp_path, clean_env):
     app = create_app({"INSTANCE_PATH": str(tmp_path / "i")})
     assert app.test_client().get("/login").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "100000", "[1]"])
+def test_bad_number_of_seconds_is_a_clear_startup_error(tmp_path, clean_env, redis_url, value):
+    clean_env.setenv("WHOOPADMIN_WEBHOOK_CONNECTION_CACHE_SECONDS", value)
+    with pytest.raises(ConfigError, match="WHOOPADMIN_WEBHOOK_CONNECTION_CACHE_SECONDS must be"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "REDIS_URL": redis_url})
+
+
+def test_numbers_of_seconds_from_the_environment(tmp_path, clean_env, redis_url):
+    clean_env.setenv("WHOOPADMIN_WHOOP_TIMEOUT", "2.5")
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "REDIS_URL": redis_url})
+    assert app.config["WHOOP_TIMEOUT"] == 2.5

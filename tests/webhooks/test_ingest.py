@@ -265,3 +265,41 @@ def test_redis_really_down_url_is_unreachable():
     with pytest.raises(redis.RedisError):
         client.ping()
     client.close()
+
+
+def test_connection_cache_sees_other_processes_changes_after_its_ttl(hook):
+    # A change this process makes clears its cache at once (the rotation test above); a
+    # change made elsewhere (here: plain SQL, which fires no ORM events) is seen once the
+    # cached entry expires.
+    hook.app.config["WEBHOOK_CONNECTION_CACHE_SECONDS"] = 2.0
+    client_id = hook.app.whoop_app.client_id
+    old_path = f"/hooks/whoop/push/{client_id}"
+    assert hook.post(hook.body(trace_id="c-1"), path=old_path).status_code == 200
+    with hook.app.app_context():
+        db.session.execute(sa.text("UPDATE connections SET client_id = 'moved-client'"))
+        db.session.commit()
+    assert hook.post(hook.body(trace_id="c-2"), path=old_path).status_code == 200  # cached
+    time.sleep(2.1)
+    assert hook.post(hook.body(trace_id="c-3"), path=old_path).status_code == 404
+    new_path = "/hooks/whoop/push/moved-client"
+    assert hook.post(hook.body(trace_id="c-4"), path=new_path).status_code == 200
+    assert [e[0] for e in hook.events()] == ["c-1", "c-2", "c-4"]
+
+
+def test_connection_cache_stays_small_under_a_flood_of_unknown_names(hook):
+    from whoopadmin.webhooks import service
+
+    with hook.app.test_request_context():
+        for n in range(3000):
+            assert service.receiver("client_id", f"nobody-{n}") is None
+        assert len(service._receivers) <= service._RECEIVERS_MAX
+        assert service.receiver("client_id", "x" * 256) is None  # too long to look up
+
+
+def test_connection_cache_can_be_turned_off(hook):
+    from whoopadmin.webhooks import service
+
+    hook.app.config["WEBHOOK_CONNECTION_CACHE_SECONDS"] = 0
+    service._receivers.clear()
+    assert hook.post().status_code == 200
+    assert service._receivers == {}

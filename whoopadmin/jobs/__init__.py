@@ -45,8 +45,13 @@ class AppJob(Job):
 
 
 def job_class_for(app: Flask) -> type[AppJob]:
-    """Return an AppJob subclass bound to ``app``."""
-    return type("BoundAppJob", (AppJob,), {"app": app})
+    """Return the AppJob subclass bound to ``app`` (one per app)."""
+    bound = app.extensions.get("whoopadmin.job_class")
+    if bound is None:
+        bound = app.extensions["whoopadmin.job_class"] = type(
+            "BoundAppJob", (AppJob,), {"app": app}
+        )
+    return bound
 
 
 def get_queue(name: str, app: Flask | None = None) -> Queue:

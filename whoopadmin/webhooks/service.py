@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import String, bindparam, case, event, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from whoopadmin.audit import utcnow
@@ -34,6 +36,7 @@ MEMBER_TYPES = {
 TEST_TYPE = "whoopadmin.test"
 # Webhooks signed with the previous client secret are accepted this long after a rotation.
 ROTATION_GRACE = timedelta(hours=24)
+IGNORED_RESULT = "type not processed, or link revoked"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Outcome:
     body: dict
 
 
-def count_rejection(connection: Connection | None, reason: str) -> None:
+def count_rejection(connection: Connection | Receiver | None, reason: str) -> None:
     """Count a refused webhook for the connection's dashboard (signature failures matter).
 
     Refusals for no connection at all are only logged: there is nobody to show them to,
@@ -56,8 +59,9 @@ def count_rejection(connection: Connection | None, reason: str) -> None:
     now = utcnow()
     table = WebhookRejection.__table__
     insert = dialect_insert()
+    connection_id = connection.connection_id if isinstance(connection, Receiver) else connection.id
     stmt = insert(table).values(
-        connection_id=connection.id, reason=reason, day=now.date(), count=1, last_at=now
+        connection_id=connection_id, reason=reason, day=now.date(), count=1, last_at=now
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["connection_id", "reason", "day"],
@@ -71,7 +75,9 @@ def count_rejection(connection: Connection | None, reason: str) -> None:
         log.warning("could not count a webhook rejection: %s", type(exc).__name__)
 
 
-def reject(connection: Connection | None, status: int, reason: str, message: str) -> Outcome:
+def reject(
+    connection: Connection | Receiver | None, status: int, reason: str, message: str
+) -> Outcome:
     count_rejection(connection, reason)
     return Outcome(status, {"error": reason, "message": message})
 
@@ -114,63 +120,155 @@ def parse_member_event(body: bytes) -> dict | None:
     return {"user_id": user_id, "id": object_id, "type": event_type, "trace_id": trace_id}
 
 
+@dataclass(frozen=True)
+class Receiver:
+    """What checking and storing a member webhook needs of its connection."""
+
+    connection_id: int
+    secrets: tuple[str, ...]
+
+
+# Per process: (database, "host" | "client_id", value) -> (expires at, Receiver or None).
+# Changes made in this process clear it at once (see ``_forget_receivers``); other
+# processes see them after WEBHOOK_CONNECTION_CACHE_SECONDS.
+_receivers: dict[tuple[str, str, str], tuple[float, Receiver | None]] = {}
+_RECEIVERS_MAX = 1024  # unknown names are cached too; a flood of them must not grow it
+
+
+@event.listens_for(Connection, "after_insert")
+@event.listens_for(Connection, "after_update")
+@event.listens_for(Connection, "after_delete")
+def _forget_receivers(*_args) -> None:
+    _receivers.clear()
+
+
+def receiver(kind: str, value: str) -> Receiver | None:
+    """The connection answering at host name or client id ``value``, briefly cached."""
+    if not value or len(value) > 255:
+        return None
+    ttl = float(current_app.config["WEBHOOK_CONNECTION_CACHE_SECONDS"])
+    key = (current_app.config["SQLALCHEMY_DATABASE_URI"], kind, value)
+    now = time.monotonic()
+    cached = _receivers.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    column = Connection.hostname if kind == "host" else Connection.client_id
+    connection = db.session.scalar(select(Connection).where(column == value))
+    found = None
+    if connection is not None:
+        found = Receiver(connection.id, tuple(signing_secrets(connection)))
+    if ttl > 0:
+        if len(_receivers) >= _RECEIVERS_MAX:
+            _receivers.clear()
+        _receivers[key] = (now + ttl, found)
+    return found
+
+
 def receive_member_event(
-    connection: Connection | None, headers, body: bytes, now_ms: int | None = None
+    target: Receiver | None, headers, body: bytes, now_ms: int | None = None
 ) -> Outcome:
     """Verify and store one member webhook, then queue it. Never raises."""
-    if connection is None:
+    if target is None:
         return reject(None, 404, "unknown_connection", "No connection answers here.")
     if len(body) > MAX_BODY:
-        return reject(connection, 413, "oversize", "The body is too large.")
+        return reject(target, 413, "oversize", "The body is too large.")
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     reason = check_whoop(
-        signing_secrets(connection),
+        list(target.secrets),
         headers.get("X-WHOOP-Signature-Timestamp"),
         headers.get("X-WHOOP-Signature"),
         body,
         now_ms,
     )
     if reason:
-        return reject(connection, 401, reason, "The webhook signature is not valid.")
-    event = parse_member_event(body)
-    if event is None:
-        return reject(connection, 400, "malformed", "The body is not a WHOOP v2 webhook.")
-    if event["type"] == TEST_TYPE:
-        return _store_test_event(connection, event)
-    link = db.session.scalar(
-        select(Link).where(
-            Link.connection_id == connection.id, Link.whoop_user_id == event["user_id"]
+        return reject(target, 401, reason, "The webhook signature is not valid.")
+    event_ = parse_member_event(body)
+    if event_ is None:
+        return reject(target, 400, "malformed", "The body is not a WHOOP v2 webhook.")
+    if event_["type"] == TEST_TYPE:
+        return _store_test_event(target, event_)
+    stored = _store_member_event(target.connection_id, event_)
+    if stored is None:
+        known_user = db.session.scalar(
+            select(Link.id).where(
+                Link.connection_id == target.connection_id,
+                Link.whoop_user_id == event_["user_id"],
+            )
         )
-    )
-    if link is None:
-        return reject(connection, 404, "unknown_user", "No linked member has this user id.")
-    known = event["type"] in MEMBER_TYPES and link.status != "revoked"
-    row = WebhookEvent(
-        connection_id=connection.id,
-        link_id=link.id,
-        trace_id=event["trace_id"],
-        type=event["type"],
-        whoop_user_id=event["user_id"],
-        object_id=event["id"],
-        status="received" if known else "ignored",
-        result=None if known else "type not processed, or link revoked",
-        body=event,
-    )
-    db.session.add(row)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()  # a redelivery: stored and queued the first time
-        return Outcome(200, {"status": "duplicate"})
-    if known:
-        queue_event(row.id, fresh=True)
-    return Outcome(200, {"status": "accepted" if known else "ignored"})
+        if known_user is None:
+            return reject(target, 404, "unknown_user", "No linked member has this user id.")
+        return Outcome(200, {"status": "duplicate"})  # a redelivery: stored and queued before
+    event_id, status = stored
+    if status == "received":
+        queue_event(event_id, fresh=True)
+        return Outcome(200, {"status": "accepted"})
+    return Outcome(200, {"status": "ignored"})
 
 
-def _store_test_event(connection: Connection, event: dict) -> Outcome:
+@functools.cache
+def _store_statement(dialect: str):
+    """INSERT … SELECT from the member's link, skipping a known trace id (built once)."""
+    links, events = Link.__table__, WebhookEvent.__table__
+    revoked = links.c.status == "revoked"
+    columns = {
+        "connection_id": bindparam("connection_id", type_=events.c.connection_id.type),
+        "link_id": links.c.id,
+        "source": literal("member"),
+        "trace_id": bindparam("trace_id", type_=events.c.trace_id.type),
+        "type": bindparam("type", type_=events.c.type.type),
+        "whoop_user_id": bindparam("whoop_user_id", type_=events.c.whoop_user_id.type),
+        "object_id": bindparam("object_id", type_=events.c.object_id.type),
+        "status": case((revoked, "ignored"), else_=bindparam("status", type_=String)),
+        "attempts": literal(0),
+        "result": case((revoked, IGNORED_RESULT), else_=bindparam("result", type_=String)),
+        "received_at": bindparam("received_at", type_=events.c.received_at.type),
+        "body": bindparam("body", type_=events.c.body.type),
+    }
+    source = select(*columns.values()).where(
+        links.c.connection_id == columns["connection_id"],
+        links.c.whoop_user_id == columns["whoop_user_id"],
+    )
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return (
+        insert(events)
+        .from_select(list(columns), source)
+        .on_conflict_do_nothing(index_elements=["connection_id", "trace_id"])
+        .returning(events.c.id, events.c.status)
+    )
+
+
+def _store_member_event(connection_id: int, event_: dict) -> tuple[int, str] | None:
+    """Store the event for the connection's member with its user id, in one statement.
+
+    Returns the new row's id and status, or None when no link has that user id or the
+    trace id is stored already. Runs outside the request's transaction (autocommit): the
+    row is durable before the caller answers.
+    """
+    known = event_["type"] in MEMBER_TYPES
+    params = {
+        "connection_id": connection_id,
+        "trace_id": event_["trace_id"],
+        "type": event_["type"],
+        "whoop_user_id": event_["user_id"],
+        "object_id": event_["id"],
+        "status": "received" if known else "ignored",
+        "result": None if known else IGNORED_RESULT,
+        "received_at": utcnow(),
+        "body": event_,
+    }
+    engine = db.engine
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(_store_statement(engine.dialect.name), params).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def _store_test_event(target: Receiver, event: dict) -> Outcome:
     db.session.add(
         WebhookEvent(
-            connection_id=connection.id,
+            connection_id=target.connection_id,
             trace_id=event["trace_id"],
             type=TEST_TYPE,
             whoop_user_id=event["user_id"],
@@ -287,7 +385,12 @@ def queue_event(event_id: int, *, fresh: bool = False) -> bool:
     func = "whoopadmin.webhooks.jobs.process_event"
     try:
         if fresh:
-            get_queue("webhooks").enqueue(func, event_id, job_id=job_id, retry=RETRY)
+            queue = get_queue("webhooks")
+            with queue.connection.pipeline() as pipe:  # one round trip
+                queue.enqueue_call(
+                    func, args=(event_id,), job_id=job_id, retry=RETRY, pipeline=pipe
+                )
+                pipe.execute()
         else:
             enqueue_once("webhooks", func, event_id, job_id=job_id, retry=RETRY)
     except Exception as exc:  # the event is stored; the sweeper queues it later
@@ -338,10 +441,3 @@ def receive_partner_event(connection: Connection | None, headers, body: bytes) -
         db.session.rollback()
         return Outcome(204, {})
     return Outcome(204, {})
-
-
-def connection_for_client_id(client_id: str) -> Connection | None:
-    """The connection whose WHOOP client id is ``client_id``."""
-    if not client_id or len(client_id) > 255:
-        return None
-    return db.session.scalar(select(Connection).where(Connection.client_id == client_id))

@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from whoopadmin.extensions import csrf, limiter
+from whoopadmin.web import request_hostname
 from whoopadmin.webhooks import service
 
 bp = Blueprint("webhooks", __name__)
@@ -32,23 +33,23 @@ def _oversize(connection):
     return _answer(service.reject(connection, 413, "oversize", "The body is too large."))
 
 
-@bp.post("/hooks/whoop/push")
-def push():
-    """Member webhooks on the connection's subdomain."""
+def _receive(target: service.Receiver | None):
     body = _body()
     if body is None:
-        return _oversize(g.connection)
-    return _answer(service.receive_member_event(g.connection, request.headers, body))
+        return _oversize(target)
+    return _answer(service.receive_member_event(target, request.headers, body))
+
+
+@bp.post("/hooks/whoop/push")
+def push():
+    """Member webhooks on the connection's subdomain (the busiest route: see ``receiver``)."""
+    return _receive(service.receiver("host", request_hostname()))
 
 
 @bp.post("/hooks/whoop/push/<client_id>")
 def push_by_client(client_id: str):
     """Member webhooks that name their connection by WHOOP client id (any host)."""
-    connection = service.connection_for_client_id(client_id)
-    body = _body()
-    if body is None:
-        return _oversize(connection)
-    return _answer(service.receive_member_event(connection, request.headers, body))
+    return _receive(service.receiver("client_id", client_id))
 
 
 @bp.post("/hooks/whoop/partner")
