@@ -39,3 +39,14 @@ def test_worker_command_runs_jobs_in_an_app_context(wizard, runner):
         connection = db.session.scalar(db.select(Connection))
         assert connection.dns_checked_at is not None
         assert connection.dns_attempts == 1
+
+
+def test_worker_without_fork_runs_jobs_in_its_own_process(wizard, runner):
+    wizard.create()
+    wizard.subdomain("production", "whoop.acme.test")
+    app = wizard.app
+    result = runner.invoke(args=["worker", "domains", "--burst", "--no-fork"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert Queue("domains", connection=get_redis(app)).count == 0
+        assert db.session.scalar(db.select(Connection)).dns_attempts == 1
