@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from whoopadmin.extensions import db
+from sqlalchemy import Table
+from sqlalchemy.sql.dml import Insert
 
-# SQLite allows 32,766 bound variables per statement; stay well below on both backends.
-MAX_VARIABLES = 30_000
+from whoopadmin.extensions import db
 
 
 def dialect_insert():
@@ -31,20 +32,39 @@ def upsert(
 
     ``where_changed`` names a column: a conflicting row is then only overwritten when
     that column differs, so re-syncing unchanged data writes nothing.
+
+    Every row must have the same keys. The rows go to one single-row statement as an
+    ``executemany``: its SQL is compiled once and cached, and the driver sends all the
+    rows in one go (psycopg's pipeline mode, sqlite3's ``executemany``). A multi-row
+    ``VALUES`` is compiled afresh for every call: for a page of indicators that took
+    several times longer than storing them (see bench/backfill.py).
     """
     if not rows:
         return
-    insert = dialect_insert()
-    table = model.__table__
-    per_statement = max(1, MAX_VARIABLES // max(1, len(rows[0])))
-    for start in range(0, len(rows), per_statement):
-        stmt = insert(table).values(list(rows[start : start + per_statement]))
-        where = None
-        if where_changed is not None:
-            where = table.c[where_changed].is_distinct_from(stmt.excluded[where_changed])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: stmt.excluded[name] for name in update},
-            where=where,
-        )
-        db.session.execute(stmt)
+    dialect = db.session.get_bind().dialect.name
+    stmt = _upsert_statement(model.__table__, dialect, tuple(keys), tuple(update), where_changed)
+    db.session.execute(stmt, list(rows))
+
+
+@lru_cache(maxsize=64)
+def _upsert_statement(
+    table: Table,
+    dialect: str,
+    keys: tuple[str, ...],
+    update: tuple[str, ...],
+    where_changed: str | None,
+) -> Insert:
+    """The upsert statement for one table and shape, built once and then reused."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    where = None
+    if where_changed is not None:
+        where = table.c[where_changed].is_distinct_from(stmt.excluded[where_changed])
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: stmt.excluded[name] for name in update},
+        where=where,
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -129,9 +130,15 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
     )
     indicator_rows = []
     starts = {r["whoop_id"]: r["start"] for r in raw_rows}
+    # A record's indicators all carry its start and end: parse each text once.
+    parsed: dict[str | None, datetime | None] = {}
     for whoop_id, record in keyed.items():
         for item in norm.normalise(kind, record, link.whoop_user_id):
             numeric = isinstance(item.value, int | float)
+            if item.start not in parsed:
+                parsed[item.start] = _ts(item.start)
+            if item.end not in parsed:
+                parsed[item.end] = _ts(item.end)
             indicator_rows.append(
                 {
                     "link_id": link.id,
@@ -142,8 +149,8 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
                     "text": None if numeric else str(item.value)[:100],
                     "unit": item.unit,
                     # Recoveries have no span of their own: use when WHOOP made them.
-                    "start": _ts(item.start) or starts[whoop_id],
-                    "end": _ts(item.end),
+                    "start": parsed[item.start] or starts[whoop_id],
+                    "end": parsed[item.end],
                 }
             )
     upsert(
@@ -211,6 +218,29 @@ def sync_window(
     link_id: int, start: datetime, end: datetime | None = None, reason: str = "backfill"
 ) -> dict[str, int]:
     """Fetch every collection in ``[start, end)`` plus the body measurement; store all."""
+    with _kept_across_commits():
+        return _sync_window(link_id, start, end, reason)
+
+
+@contextmanager
+def _kept_across_commits() -> Iterator[None]:
+    """Do not expire loaded rows on commit while this block runs.
+
+    A sync commits once a page, and expiring the link each time cost a query a page (and
+    one per sync-run record) to load it again. The sync only reads the link's fixed
+    columns (id, connection, WHOOP user); its tokens and status come from ``LinkTokens``,
+    which re-reads the link before every request, so nothing stale is ever used.
+    """
+    session = db.session()
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire
+
+
+def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: str) -> dict:
     link = active_link(link_id)
     counts: dict[str, int] = {}
     with client_for(link) as client:
