@@ -83,6 +83,25 @@ def enqueue_once(
     return q.enqueue(func, *args, job_id=job_id, **options)
 
 
+# What jobs run, imported once in the worker so that each forked child starts with it
+# (job functions import lazily; a child importing them itself paid for it on every job).
+JOB_MODULES = (
+    "whoopadmin.setup.jobs",
+    "whoopadmin.sync.jobs",
+    "whoopadmin.sync.service",
+    "whoopadmin.sync.tokens",
+    "whoopadmin.webhooks.jobs",
+    "whoopadmin.destinations.service",
+)
+
+
+def _preload_job_code() -> None:
+    import importlib
+
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+
+
 def make_worker(
     app: Flask, queues: Iterable[str] | None = None, worker_class: type[Worker] = Worker
 ) -> Worker:
@@ -91,6 +110,7 @@ def make_worker(
     unknown = [n for n in names if n not in QUEUES]
     if unknown:
         raise ValueError(f"unknown queue {', '.join(unknown)}; queues are {', '.join(QUEUES)}")
+    _preload_job_code()
     connection = get_redis(app)
     job_class = job_class_for(app)
     return worker_class(
