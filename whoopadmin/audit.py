@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from whoopadmin.extensions import db
@@ -21,6 +21,9 @@ class AuditEvent(db.Model):
     """One staff (or CLI) action that changed something."""
 
     __tablename__ = "audit_events"
+    # A link's page lists the actions on that link, newest first, straight from this
+    # index; without it every page view reads the whole (ever-growing) log.
+    __table_args__ = (Index("ix_audit_events_target", "target_type", "target_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

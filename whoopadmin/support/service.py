@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, union_all
 
 from whoopadmin import audit
 from whoopadmin.audit import AuditEvent, utcnow
@@ -101,13 +102,32 @@ class TimelineItem:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def _newer(query, column, items: list[TimelineItem], limit: int):
+    """Narrow ``query`` to rows recent enough to join the newest ``limit`` timeline items.
+
+    Once ``limit`` items are in hand, anything older than the ``limit``-th newest of them
+    cannot make the list, so the next source is read only down to that time.
+    """
+    if len(items) < limit:
+        return query
+    return query.where(column >= heapq.nlargest(limit, (item.at for item in items))[-1])
+
+
 def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
-    """Everything that happened to the link, newest first: one list from every source."""
+    """Everything that happened to the link, newest first: one list from every source.
+
+    Each source is read newest first by time, as plain columns (no ORM objects, no webhook
+    bodies), and only as far back as can still make the list. None is read with
+    ``WHERE link_id = … ORDER BY id DESC LIMIT n``: PostgreSQL may answer that by walking
+    the primary key backwards through the whole table when the link has few rows.
+    """
+    from whoopadmin.destinations.models import Delivery
+
     items: list[TimelineItem] = []
-    events = db.session.scalars(
-        select(LinkEvent)
+    events = db.session.execute(
+        select(LinkEvent.at, LinkEvent.kind, LinkEvent.reason, LinkEvent.details)
         .where(LinkEvent.link_id == link.id)
-        .order_by(LinkEvent.id.desc())
+        .order_by(LinkEvent.at.desc(), LinkEvent.id.desc())
         .limit(limit)
     )
     tones = {
@@ -133,10 +153,21 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if failed else tones.get(e.kind, "secondary"),
             )
         )
-    hooks = db.session.scalars(
-        select(WebhookEvent)
+    hooks = db.session.execute(
+        _newer(
+            select(
+                WebhookEvent.received_at,
+                WebhookEvent.type,
+                WebhookEvent.trace_id,
+                WebhookEvent.status,
+                WebhookEvent.result,
+            ),
+            WebhookEvent.received_at,
+            items,
+            limit,
+        )
         .where(WebhookEvent.link_id == link.id)
-        .order_by(WebhookEvent.id.desc())
+        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
         .limit(limit)
     )
     for h in hooks:
@@ -150,8 +181,23 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 {"trace_id": h.trace_id},
             )
         )
-    runs = db.session.scalars(
-        select(SyncRun).where(SyncRun.link_id == link.id).order_by(SyncRun.id.desc()).limit(limit)
+    runs = db.session.execute(
+        _newer(
+            select(
+                SyncRun.finished_at,
+                SyncRun.reason,
+                SyncRun.type,
+                SyncRun.records,
+                SyncRun.outcome,
+                SyncRun.error,
+            ),
+            SyncRun.finished_at,
+            items,
+            limit,
+        )
+        .where(SyncRun.link_id == link.id)
+        .order_by(SyncRun.finished_at.desc(), SyncRun.id.desc())
+        .limit(limit)
     )
     for r in runs:
         items.append(
@@ -164,12 +210,21 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if r.outcome == "error" else "light",
             )
         )
-    from whoopadmin.destinations.models import Delivery
-
-    deliveries = db.session.scalars(
-        select(Delivery)
+    deliveries = db.session.execute(
+        _newer(
+            select(
+                Delivery.created_at,
+                Delivery.event_type,
+                Delivery.status,
+                Delivery.attempts,
+                Delivery.last_status_code,
+            ),
+            Delivery.created_at,
+            items,
+            limit,
+        )
         .where(Delivery.link_id == link.id)
-        .order_by(Delivery.id.desc())
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
         .limit(limit)
     )
     for d in deliveries:
@@ -183,8 +238,11 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if d.status == "failed" else "info",
             )
         )
-    actions = db.session.scalars(
-        select(AuditEvent)
+    # Served by ix_audit_events_target (target_type, target_id, id).
+    actions = db.session.execute(
+        _newer(
+            select(AuditEvent.at, AuditEvent.action, AuditEvent.actor), AuditEvent.at, items, limit
+        )
         .where(AuditEvent.target_type == "links", AuditEvent.target_id == str(link.id))
         .order_by(AuditEvent.id.desc())
         .limit(limit)
@@ -203,74 +261,86 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
     return items[:limit]
 
 
+SUMMARY_TYPES = ("cycle", "sleep", "recovery", "workout", "body_measurement")
+
+
 def sync_summary(link: Link) -> list[dict[str, Any]]:
     """Per data type: stored records, the last sync and its outcome."""
-    counts = dict(
-        db.session.execute(
-            select(WhoopRecord.type, func.count())
+    stored = {
+        type_: (count, newest)
+        for type_, count, newest in db.session.execute(
+            select(WhoopRecord.type, func.count(), func.max(WhoopRecord.start))
             .where(WhoopRecord.link_id == link.id, WhoopRecord.deleted.is_(False))
             .group_by(WhoopRecord.type)
         ).all()
+    }
+    # The newest run of each type, each read from ix_sync_runs_link_type_at: one query,
+    # however many runs the link has.
+    newest_runs = union_all(
+        *(
+            select(
+                select(SyncRun.id)
+                .where(SyncRun.link_id == link.id, SyncRun.type == type_)
+                .order_by(SyncRun.finished_at.desc(), SyncRun.id.desc())
+                .limit(1)
+                .subquery()
+                .c.id
+            )
+            for type_ in SUMMARY_TYPES
+        )
     )
-    latest = {}
-    for run in db.session.scalars(
-        select(SyncRun).where(SyncRun.link_id == link.id).order_by(SyncRun.id.desc()).limit(200)
-    ):
-        latest.setdefault(run.type, run)
-    newest = dict(
-        db.session.execute(
-            select(WhoopRecord.type, func.max(WhoopRecord.start))
-            .where(WhoopRecord.link_id == link.id, WhoopRecord.deleted.is_(False))
-            .group_by(WhoopRecord.type)
-        ).all()
-    )
+    latest = {
+        run.type: run
+        for run in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(newest_runs)))
+    }
     out = []
-    for type_ in ("cycle", "sleep", "recovery", "workout", "body_measurement"):
+    for type_ in SUMMARY_TYPES:
         run = latest.get(type_)
+        count, newest = stored.get(type_, (0, None))
         out.append(
             {
                 "type": type_,
-                "records": counts.get(type_, 0),
+                "records": count,
                 "last_sync": run.finished_at if run else None,
                 "outcome": run.outcome if run else None,
                 "error": run.error if run else None,
-                "newest": newest.get(type_),
+                "newest": newest,
             }
         )
     return out
 
 
 def error_count(link: Link, days: int = 30) -> int:
-    """Failures of the last ``days`` days: refreshes, syncs and webhooks."""
+    """Failures of the last ``days`` days: refreshes, syncs and webhooks (one query)."""
     since = utcnow() - timedelta(days=days)
-    failed_events = db.session.scalar(
-        select(func.count(LinkEvent.id)).where(
-            LinkEvent.link_id == link.id,
-            LinkEvent.at >= since,
-            or_(LinkEvent.kind.like("%failed"), LinkEvent.kind == "link_error"),
+    failed_events = select(func.count(LinkEvent.id)).where(
+        LinkEvent.link_id == link.id,
+        LinkEvent.at >= since,
+        or_(LinkEvent.kind.like("%failed"), LinkEvent.kind == "link_error"),
+    )
+    failed_runs = select(func.count(SyncRun.id)).where(
+        SyncRun.link_id == link.id, SyncRun.finished_at >= since, SyncRun.outcome == "error"
+    )
+    failed_hooks = select(func.count(WebhookEvent.id)).where(
+        WebhookEvent.link_id == link.id,
+        WebhookEvent.received_at >= since,
+        WebhookEvent.status == "failed",
+    )
+    return db.session.scalar(
+        select(
+            failed_events.scalar_subquery()
+            + failed_runs.scalar_subquery()
+            + failed_hooks.scalar_subquery()
         )
     )
-    failed_runs = db.session.scalar(
-        select(func.count(SyncRun.id)).where(
-            SyncRun.link_id == link.id, SyncRun.finished_at >= since, SyncRun.outcome == "error"
-        )
-    )
-    failed_hooks = db.session.scalar(
-        select(func.count(WebhookEvent.id)).where(
-            WebhookEvent.link_id == link.id,
-            WebhookEvent.received_at >= since,
-            WebhookEvent.status == "failed",
-        )
-    )
-    return failed_events + failed_runs + failed_hooks
 
 
 def last_webhook(link: Link) -> WebhookEvent | None:
-    """The newest webhook for this link."""
+    """The newest webhook for this link (read backwards from ix_webhook_events_link_received)."""
     return db.session.scalar(
         select(WebhookEvent)
         .where(WebhookEvent.link_id == link.id)
-        .order_by(WebhookEvent.id.desc())
+        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
         .limit(1)
     )
 
