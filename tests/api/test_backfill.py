@@ -40,12 +40,26 @@ def test_backfill_window(configured_app, linked, api):
         ({"end": 5}, "end"),
         ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start"),
         ({"days": 3}, "days"),
+        # At the ends of what datetime holds, converting to UTC or going back 30 days
+        # overflows.
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start"),
+        ({"end": "9999-12-31T23:59:59-05:00"}, "end"),
+        ({"end": "0001-01-02T00:00:00Z"}, "end"),
     ],
 )
 def test_bad_bodies(configured_app, linked, api, body, field):
     response = api.open("POST", f"/users/{_uid(configured_app, linked)}/backfill", json=body)
     assert response.status_code == 400
     assert response.json["field"] == field
+
+
+def test_deeply_nested_body(configured_app, linked, api):
+    uid = _uid(configured_app, linked)
+    body = "[" * 5000 + "]" * 5000  # json.loads raises RecursionError, not ValueError
+    response = api.open(
+        "POST", f"/users/{uid}/backfill", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400 and response.json["error"] == "invalid_json"
 
 
 def test_unknown_and_inactive_users(configured_app, linked, api):

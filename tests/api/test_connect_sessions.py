@@ -147,8 +147,21 @@ def test_edges_that_are_accepted(live_app, api):
         ({"data": "42"}, "application/json"),
         ({"data": "null"}, "application/json"),
         ({"data": '[{"connection": "production", "reference_id": "u"}]'}, "application/json"),
+        # Deeper than the recursion limit: json.loads raises RecursionError, not ValueError.
+        ({"data": "[" * 5000 + "]" * 5000}, "application/json"),
     ],
-    ids=["form", "text-plain", "broken", "empty", "bad-utf8", "string", "number", "null", "array"],
+    ids=[
+        "form",
+        "text-plain",
+        "broken",
+        "empty",
+        "bad-utf8",
+        "string",
+        "number",
+        "null",
+        "array",
+        "deeply-nested",
+    ],
 )
 def test_bodies_that_are_not_a_json_object(live_app, api, kwargs, content_type):
     response = api.post("/connect-sessions", content_type=content_type, **kwargs)

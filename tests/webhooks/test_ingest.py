@@ -123,6 +123,8 @@ def test_ignored_types_get_a_2xx(hook):
         ({"timestamp": "offset:-360000"}, 401, "stale_timestamp"),
         ({"timestamp": "offset:360000"}, 401, "stale_timestamp"),
         ({"timestamp": "yesterday"}, 401, "bad_timestamp"),
+        # Latin-1 superscripts: str.isdigit() says yes, int() says no.
+        ({"headers": {"X-WHOOP-Signature-Timestamp": "¹²³"}}, 401, "bad_timestamp"),
         ({"headers": {"X-WHOOP-Signature": ""}}, 401, "missing_signature"),
         ({"body": b"not json"}, 400, "malformed"),
         ({"body": b"[1, 2]"}, 400, "malformed"),

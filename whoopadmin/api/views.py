@@ -81,6 +81,18 @@ def link_json(link: Link) -> dict:
     }
 
 
+def _json_body():
+    """The request's JSON body, or None when it is not JSON.
+
+    ``get_json(silent=True)`` swallows ValueError only: nesting deeper than the recursion
+    limit (a 10 kB body of brackets) raises RecursionError, which would be a 500.
+    """
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def _valid_connection(value) -> bool:
     """Whether ``value`` can name a connection: an id (not a bool) or a non-blank name."""
     if isinstance(value, bool):
@@ -103,7 +115,7 @@ def _find_connection(value: int | str) -> Connection | None:
 @api_key_required
 def create_connect_session():
     """Create a connect session for one of the operator's users."""
-    body = request.get_json(silent=True)
+    body = _json_body()
     if not isinstance(body, dict):
         return error(400, "invalid_json", "Send a JSON object (Content-Type: application/json).")
     unknown = sorted(set(body) - CONNECT_FIELDS)
@@ -213,6 +225,11 @@ def _timestamp(body: dict, name: str):
         return None, error(400, "invalid_request", f"{name} must be an ISO 8601 date-time.", name)
     if parsed.tzinfo is None:
         return None, error(400, "invalid_request", f"{name} needs a time zone (e.g. Z).", name)
+    # Near year 1 or 9999, converting to UTC or stepping back 30 days overflows (a 500).
+    if not datetime(1970, 1, 1, tzinfo=UTC) <= parsed < datetime(9999, 1, 1, tzinfo=UTC):
+        return None, error(
+            400, "invalid_request", f"{name} must be between 1970 and 9998 (UTC).", name
+        )
     return parsed.astimezone(UTC), None
 
 
@@ -227,7 +244,7 @@ def backfill_user(user_id: str):
 
     if bad := _bad_user_id(user_id):
         return bad
-    body = request.get_json(silent=True) if request.get_data() else {}
+    body = _json_body() if request.get_data() else {}
     if not isinstance(body, dict):
         return error(400, "invalid_json", "Send a JSON object, or no body at all.")
     unknown = sorted(set(body) - {"start", "end"})

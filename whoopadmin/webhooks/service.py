@@ -99,7 +99,7 @@ def parse_member_event(body: bytes) -> dict | None:
     """The event's fields if the body is a well-formed v2 webhook, else None."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         return None
     if not isinstance(data, dict):
         return None
@@ -411,13 +411,14 @@ def receive_partner_event(connection: Connection | None, headers, body: bytes) -
         return reject(connection, 401, reason, "The partner webhook signature is not valid.")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         data = None
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("event_type"), str)
         or not isinstance(data.get("resource_id"), str | int)
         or isinstance(data.get("resource_id"), bool)
+        or not all(str(data[k]).isprintable() for k in ("event_type", "resource_id"))
     ):
         return reject(connection, 400, "malformed", "The body is not a partner webhook.")
     import hashlib

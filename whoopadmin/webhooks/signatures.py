@@ -31,7 +31,8 @@ def check_whoop(
     """
     if not timestamp or not signature:
         return "missing_signature"
-    if not timestamp.isdigit() or len(timestamp) > 16:
+    # ASCII digits only: str.isdigit() also accepts "²" and the like, which int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 16:
         return "bad_timestamp"
     if abs(now_ms - int(timestamp)) > TOLERANCE_MS:
         return "stale_timestamp"
