@@ -5,7 +5,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from whoopadmin.sandbox.state import SandboxState
+import pytest
+
+from whoopadmin.sandbox.state import SandboxError, SandboxState
 
 
 def test_a_year_generates_quickly():
@@ -39,3 +41,24 @@ def test_page_of_25_server_time(whoop):
             samples.append(float(timing.split("=")[1]))
         timings[path] = statistics.median(samples)
     assert all(ms < 5 for ms in timings.values()), timings
+
+
+def test_a_refresh_revokes_its_own_family_only():
+    """A refresh revokes the tokens of its own family (found through ``families``, not by
+    scanning every token: bench/refresh_storm.py measures that) and nobody else's."""
+    state = SandboxState(seed=12)
+    try:
+        app = state.create_app(approved=True)
+        members = [state.create_member(days=1) for _ in range(50)]
+        issued = [state.grant_tokens(app.client_id, m.user_id, "offline") for m in members]
+        for _ in range(3):
+            issued = [state.refresh(app, t["refresh_token"], None) for t in issued]
+        fresh = state.refresh(app, issued[0]["refresh_token"], None)
+        assert state.bearer(fresh["access_token"]).user_id == members[0].user_id
+        with pytest.raises(SandboxError):
+            state.bearer(issued[0]["access_token"])  # the old access token died with it
+        for other, member in zip(issued[1:], members[1:], strict=True):
+            assert state.bearer(other["access_token"]).user_id == member.user_id
+        assert len(state.families) == len(members)
+    finally:
+        state.close()

@@ -249,6 +249,9 @@ class SandboxState:
         self._data: dict[int, gen.MemberData] = {}
         self.codes: dict[str, Code] = {}
         self.tokens: dict[str, Token] = {}
+        # Each family's tokens, so a refresh revokes its family's access tokens without
+        # scanning every token ever issued (a 10,000-member refresh storm stays fast).
+        self.families: dict[str, list[Token]] = {}
         self.grants: dict[tuple[str, int], frozenset[str]] = {}  # active (app, member) grants
         self.partners: dict[str, Partner] = {}
         self.partner_tokens: dict[str, tuple[str, float]] = {}
@@ -475,10 +478,12 @@ class SandboxState:
     def _mint(self, client_id: str, user_id: int, scopes: frozenset[str], family: str) -> dict:
         """Create an access token (and a refresh token with ``offline``); the token response."""
         now = self.clock.now()
+        members = self.families.setdefault(family, [])
         access = "sbx_at_" + secrets.token_urlsafe(32)
         self.tokens[access] = Token(
             "access", client_id, user_id, scopes, now + self.config.access_token_ttl, family
         )
+        members.append(self.tokens[access])
         body = {
             "access_token": access,
             "expires_in": self.config.access_token_ttl,
@@ -491,13 +496,13 @@ class SandboxState:
             self.tokens[refresh] = Token(
                 "refresh", client_id, user_id, scopes, None if ttl is None else now + ttl, family
             )
+            members.append(self.tokens[refresh])
             body["refresh_token"] = refresh
         return body
 
     def _revoke_family(self, family: str) -> None:
-        for token in self.tokens.values():
-            if token.family == family:
-                token.revoked = True
+        for token in self.families.get(family, ()):
+            token.revoked = True
 
     def exchange_code(self, app: App, code: str, redirect_uri: str | None) -> dict:
         """authorization_code grant."""
@@ -544,8 +549,8 @@ class SandboxState:
                         400, "invalid_scope", "The requested scope exceeds the granted scope."
                     )
             token.used = True
-            for other in self.tokens.values():
-                if other.family == token.family and other.kind == "access":
+            for other in self.families.get(token.family, ()):
+                if other.kind == "access":
                     other.revoked = True
             return self._mint(app.client_id, token.user_id, scopes, token.family)
 
