@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, event
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from whoopadmin.extensions import db
@@ -68,3 +70,30 @@ def _upsert_statement(
         set_={name: stmt.excluded[name] for name in update},
         where=where,
     )
+
+
+@event.listens_for(Session, "after_begin")
+def _relax_durability(session: Session, _transaction, connection) -> None:
+    if session.info.get("relaxed") and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
+@contextmanager
+def relaxed_durability(relaxed: bool = True) -> Iterator[None]:
+    """Commits in this block do not wait for the disk (PostgreSQL ``synchronous_commit``).
+
+    A database crash may then lose the last fraction of a second of them, but never
+    corrupts anything. Only for work that is simply done again when its result is
+    missing (processing a stored webhook: the event stays ``received`` and is swept up
+    again). ``relaxed_durability(False)`` inside it restores waiting for the disk: token
+    refreshes use it, since a lost new refresh token would end the link.
+    """
+    session = db.session()
+    session.rollback()  # the setting applies from the next transaction on
+    before = session.info.get("relaxed", False)
+    session.info["relaxed"] = relaxed
+    try:
+        yield
+    finally:
+        session.rollback()
+        session.info["relaxed"] = before

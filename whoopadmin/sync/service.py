@@ -166,26 +166,33 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
     return len(raw_rows)
 
 
-def mark_deleted(link: Link, type_: str, whoop_id: str) -> bool:
-    """Mark a record deleted at WHOOP and drop its indicators; return whether it existed."""
+def mark_deleted(link: Link, type_: str, whoop_id: str, *, also: tuple[str, ...] = ()) -> bool:
+    """Mark a record deleted at WHOOP and drop its indicators; return whether it existed.
+
+    ``also``: other record types stored under the same WHOOP id that go with it (a
+    sleep's recovery), handled in the same transaction.
+    """
+    link_id, types = link.id, (type_, *also)
     result = db.session.execute(
         update(WhoopRecord)
         .where(
-            WhoopRecord.link_id == link.id,
-            WhoopRecord.type == type_,
+            WhoopRecord.link_id == link_id,
+            WhoopRecord.type.in_(types),
             WhoopRecord.whoop_id == whoop_id,
         )
         .values(deleted=True, fetched_at=utcnow())
+        .returning(WhoopRecord.type)
     )
+    existed = type_ in set(result.scalars())
     db.session.execute(
         delete(Indicator).where(
-            Indicator.link_id == link.id,
-            Indicator.record_type == type_,
+            Indicator.link_id == link_id,
+            Indicator.record_type.in_(types),
             Indicator.whoop_id == whoop_id,
         )
     )
     db.session.commit()
-    return result.rowcount > 0
+    return existed
 
 
 def _record_run(
@@ -218,12 +225,12 @@ def sync_window(
     link_id: int, start: datetime, end: datetime | None = None, reason: str = "backfill"
 ) -> dict[str, int]:
     """Fetch every collection in ``[start, end)`` plus the body measurement; store all."""
-    with _kept_across_commits():
+    with kept_across_commits():
         return _sync_window(link_id, start, end, reason)
 
 
 @contextmanager
-def _kept_across_commits() -> Iterator[None]:
+def kept_across_commits() -> Iterator[None]:
     """Do not expire loaded rows on commit while this block runs.
 
     A sync commits once a page, and expiring the link each time cost a query a page (and
@@ -300,12 +307,11 @@ def backfill_window(link: Link) -> tuple[datetime, datetime]:
 def apply_event(link: Link, event_type: str, object_id: str) -> str:
     """Fetch (or delete) the one object a webhook names; return what was done."""
     kind, _, action = event_type.partition(".")
+    if action == "deleted":  # nothing to ask WHOOP
+        also = ("recovery",) if kind == "sleep" else ()  # a sleep's recovery goes with it
+        done = mark_deleted(link, kind, object_id, also=also)
+        return "deleted" if done else "deleted (was not stored)"
     with client_for(link) as client:
-        if action == "deleted":
-            done = mark_deleted(link, kind, object_id)
-            if kind == "sleep":  # its recovery goes with it
-                mark_deleted(link, "recovery", object_id)
-            return "deleted" if done else "deleted (was not stored)"
         try:
             if kind == "sleep":
                 store(link, "sleep", [client.sleep(object_id)])

@@ -21,6 +21,7 @@ from sqlalchemy import update
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.connect.service import oauth_client
+from whoopadmin.dbutil import relaxed_durability
 from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 REFRESH_AHEAD = timedelta(minutes=15)
 MAX_FAILURES = 5
 LOCK_TIMEOUT = 60
+# How often a refresh that waits for another one's lock tries again. redis-py's default,
+# 0.1 s, is many refreshes long: in a refresh storm a worker that lost a race sat idle.
+LOCK_POLL = 0.005
 
 
 class RefreshFailed(Exception):
@@ -65,12 +69,18 @@ def refresh_link(
     RefreshFailed after recording them.
     """
     lock = get_redis().lock(
-        f"whoopadmin:refresh-lock:{link_id}", timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_TIMEOUT
+        f"whoopadmin:refresh-lock:{link_id}",
+        timeout=LOCK_TIMEOUT,
+        sleep=LOCK_POLL,
+        blocking_timeout=LOCK_TIMEOUT,
     )
     if not lock.acquire():
         raise RefreshFailed("another refresh of this link is still running")
     try:
-        return _refresh_locked(link_id, reason, seen_version, force)
+        # Always wait for the disk: WHOOP has already rotated the refresh token, and a
+        # commit lost in a crash would leave the link holding a dead one.
+        with relaxed_durability(False):
+            return _refresh_locked(link_id, reason, seen_version, force)
     finally:
         try:
             lock.release()

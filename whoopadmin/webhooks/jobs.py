@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from whoopadmin.audit import utcnow
 from whoopadmin.extensions import db
@@ -26,6 +26,15 @@ def sweep_events(min_age_seconds: int = 30, limit: int = 1000) -> int:
 
 def process_event(event_id: int) -> str:
     """Fetch or delete what one webhook names (queue ``webhooks``); idempotent."""
+    from whoopadmin.dbutil import relaxed_durability
+    from whoopadmin.sync import service
+
+    # If a crash loses this work's commits, the event is still "received": swept, redone.
+    with relaxed_durability(), service.kept_across_commits():
+        return _process_event(event_id)
+
+
+def _process_event(event_id: int) -> str:
     from whoopadmin.connect.models import Link
     from whoopadmin.sync import service
 
@@ -39,23 +48,25 @@ def process_event(event_id: int) -> str:
         event.processed_at = utcnow()
         db.session.commit()
         return event.result
-    db.session.commit()
+    db.session.commit()  # the attempt counts even if this process dies mid-way
     try:
         result = service.apply_event(link, event.type, event.object_id)
     except service.LinkInactive as exc:
         result, status = str(exc), "failed"
     except Exception as exc:
         db.session.rollback()
-        event = db.session.get(WebhookEvent, event_id)
-        event.result = f"attempt {event.attempts} failed: {type(exc).__name__}"[:255]
-        db.session.commit()
+        _finish(event_id, result=f"attempt {event.attempts} failed: {type(exc).__name__}")
         raise  # RQ retries; storing is idempotent
     else:
         status = "processed"
-    event = db.session.get(WebhookEvent, event_id)
-    event.status, event.result, event.processed_at = status, result[:255], utcnow()
-    db.session.commit()
+    _finish(event_id, status=status, result=result, processed_at=utcnow())
     return result
+
+
+def _finish(event_id: int, **values) -> None:
+    values["result"] = values["result"][:255]
+    db.session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+    db.session.commit()
 
 
 def send_test_event_job(connection_id: int) -> str:
