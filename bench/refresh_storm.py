@@ -378,7 +378,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
     )
     args = parser.parse_args()
 

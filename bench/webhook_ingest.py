@@ -31,6 +31,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import redis
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +104,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--process-workers", type=int, default=2)
+    parser.add_argument(
+        "--process-workers",
+        type=int,
+        default=2,
+        help="`whoopadmin worker --no-fork webhooks` processes for the processed-once check "
+        "(0: skip it, e.g. while trying server settings)",
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get(
@@ -157,7 +164,6 @@ def main() -> None:
             db.session.add(link)
             db.session.commit()
             db.engine.dispose()
-        import redis
 
         redis.Redis.from_url(args.redis_url).flushdb()
 
@@ -279,6 +285,9 @@ def main() -> None:
             f"{'OK (none lost, none twice)' if stored_ok else 'MISMATCH'}"
         )
 
+        if not args.process_workers:
+            engine.dispose()
+            return
         started = time.perf_counter()
         log = (workdir / "workers.log").open("w")
         workers = [
@@ -328,6 +337,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(20)
+        redis.Redis.from_url(args.redis_url).flushdb()
         drop()
         shutil.rmtree(workdir, ignore_errors=True)
 
