@@ -31,8 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from benchlib import ROOT, add_service_arguments  # noqa: E402 (bench/ is on the path)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # High enough never to be reached in a run, low enough for a 32-bit integer column.
@@ -203,16 +203,7 @@ def main() -> None:
     parser.add_argument("--sandbox-processes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the backfill")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-    )
+    add_service_arguments(parser, redis_db=13)
     args = parser.parse_args()
 
     import redis

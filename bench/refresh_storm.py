@@ -48,8 +48,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from benchlib import ROOT, add_service_arguments  # noqa: E402 (bench/ is on the path)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SCOPE = "offline read:profile read:cycles read:recovery read:sleep read:workout"
@@ -370,16 +370,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the storm")
     parser.add_argument("--flush", action="store_true", help="flush a non-empty Redis database")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
-    )
+    add_service_arguments(parser, redis_db=11)
     args = parser.parse_args()
 
     import redis

@@ -27,8 +27,6 @@ import os
 import random
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +34,8 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
+from benchlib import ROOT, add_service_arguments, start_gunicorn  # noqa: E402 (bench/ is on the path)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TARGET_P95_MS = 100.0
@@ -70,12 +68,6 @@ INDICATORS = [
     ("cycle", "cycle_energy", "kJ", 6000, 8000),
     ("cycle", "cycle_calories", "kcal", 1400, 1900),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def link_uid(i: int) -> str:
@@ -319,16 +311,7 @@ def main() -> None:
         action="store_true",
         help="pause before timing, server and database up, until Enter (to profile by hand)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
-    )
+    add_service_arguments(parser, redis_db=12)
     args = parser.parse_args()
     if args.links < 1000:
         sys.exit("--links must be at least 1000")
@@ -404,33 +387,8 @@ def main() -> None:
             + ", ".join(f"{count:,} {table}" for table, count in counts.items())
         )
 
-        port = free_port()
-        env = dict(os.environ, **{f"WHOOPADMIN_{k}": v for k, v in settings.items()})
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        server, port = start_gunicorn(settings, args.workers, args.threads)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/healthz", timeout=1).close()
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
         http = requests.Session()
         login(http, base)
 

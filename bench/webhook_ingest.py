@@ -22,19 +22,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import redis
 import sqlalchemy as sa
+from benchlib import ROOT, add_service_arguments, settings_env, start_gunicorn  # noqa: E402 (bench/ is on the path)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LUA = r"""
@@ -71,12 +69,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse_wrk(output: str) -> dict:
     """Requests/s, p50/p99 latency (ms), total and non-2xx counts from ``wrk --latency``."""
 
@@ -111,16 +103,7 @@ def main() -> None:
         help="`whoopadmin worker --no-fork webhooks` processes for the processed-once check "
         "(0: skip it, e.g. while trying server settings)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"),
-    )
+    add_service_arguments(parser, redis_db=10)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -184,32 +167,8 @@ def main() -> None:
                 signature = whoop_signature(secret, stamp, body.encode())
                 out.write(f"{stamp}\t{signature}\t{body}\n")
 
-        port = free_port()
-        env = dict(os.environ, **{f"WHOOPADMIN_{k}": v for k, v in settings.items()})
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        server, port = start_gunicorn(settings, args.workers, args.threads)
+        env = settings_env(settings)
         host, path = "whoop.bench.test", "/hooks/whoop/push"
         print(
             f"machine: {os.cpu_count()} cores; gunicorn {args.workers} workers x "

@@ -1,0 +1,72 @@
+"""What every benchmark here shares: the services' arguments, free ports, a gunicorn server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, redis_db: int) -> None:
+    """--database-url and --redis-url; each benchmark flushes its own Redis database."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "WHOOPADMIN_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="a PostgreSQL server: a fresh database is created there and dropped",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("WHOOPADMIN_BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
+        help="a Redis database of the benchmark's own (it is flushed)",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settings_env(settings: dict) -> dict:
+    """This process's environment plus ``settings`` as WHOOPADMIN_* variables."""
+    return dict(os.environ, **{f"WHOOPADMIN_{k}": str(v) for k, v in settings.items()})
+
+
+def start_gunicorn(settings: dict, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+    """gunicorn serving whoopadmin with ``settings`` on a free port, once it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+    )
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return server, port
+        except OSError:
+            time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError("gunicorn did not answer /healthz within 30 s")
