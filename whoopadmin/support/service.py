@@ -113,6 +113,18 @@ def _newer(query, column, items: list[TimelineItem], limit: int):
     return query.where(column >= heapq.nlargest(limit, (item.at for item in items))[-1])
 
 
+def _recent(link: Link, at, columns: tuple, items: list[TimelineItem], limit: int):
+    """The link's newest rows of ``at``'s table by time (``at`` first, then ``columns``)."""
+    model = at.class_
+    query = (
+        select(at, *columns)
+        .where(model.link_id == link.id)
+        .order_by(at.desc(), model.id.desc())
+        .limit(limit)
+    )
+    return db.session.execute(_newer(query, at, items, limit))
+
+
 def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
     """Everything that happened to the link, newest first: one list from every source.
 
@@ -124,11 +136,8 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
     from whoopadmin.destinations.models import Delivery
 
     items: list[TimelineItem] = []
-    events = db.session.execute(
-        select(LinkEvent.at, LinkEvent.kind, LinkEvent.reason, LinkEvent.details)
-        .where(LinkEvent.link_id == link.id)
-        .order_by(LinkEvent.at.desc(), LinkEvent.id.desc())
-        .limit(limit)
+    events = _recent(
+        link, LinkEvent.at, (LinkEvent.kind, LinkEvent.reason, LinkEvent.details), items, limit
     )
     tones = {
         "connect": "success",
@@ -153,22 +162,12 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if failed else tones.get(e.kind, "secondary"),
             )
         )
-    hooks = db.session.execute(
-        _newer(
-            select(
-                WebhookEvent.received_at,
-                WebhookEvent.type,
-                WebhookEvent.trace_id,
-                WebhookEvent.status,
-                WebhookEvent.result,
-            ),
-            WebhookEvent.received_at,
-            items,
-            limit,
-        )
-        .where(WebhookEvent.link_id == link.id)
-        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
-        .limit(limit)
+    hooks = _recent(
+        link,
+        WebhookEvent.received_at,
+        (WebhookEvent.type, WebhookEvent.trace_id, WebhookEvent.status, WebhookEvent.result),
+        items,
+        limit,
     )
     for h in hooks:
         items.append(
@@ -181,23 +180,12 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 {"trace_id": h.trace_id},
             )
         )
-    runs = db.session.execute(
-        _newer(
-            select(
-                SyncRun.finished_at,
-                SyncRun.reason,
-                SyncRun.type,
-                SyncRun.records,
-                SyncRun.outcome,
-                SyncRun.error,
-            ),
-            SyncRun.finished_at,
-            items,
-            limit,
-        )
-        .where(SyncRun.link_id == link.id)
-        .order_by(SyncRun.finished_at.desc(), SyncRun.id.desc())
-        .limit(limit)
+    runs = _recent(
+        link,
+        SyncRun.finished_at,
+        (SyncRun.reason, SyncRun.type, SyncRun.records, SyncRun.outcome, SyncRun.error),
+        items,
+        limit,
     )
     for r in runs:
         items.append(
@@ -210,22 +198,12 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
                 "danger" if r.outcome == "error" else "light",
             )
         )
-    deliveries = db.session.execute(
-        _newer(
-            select(
-                Delivery.created_at,
-                Delivery.event_type,
-                Delivery.status,
-                Delivery.attempts,
-                Delivery.last_status_code,
-            ),
-            Delivery.created_at,
-            items,
-            limit,
-        )
-        .where(Delivery.link_id == link.id)
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
-        .limit(limit)
+    deliveries = _recent(
+        link,
+        Delivery.created_at,
+        (Delivery.event_type, Delivery.status, Delivery.attempts, Delivery.last_status_code),
+        items,
+        limit,
     )
     for d in deliveries:
         code = f" · HTTP {d.last_status_code}" if d.last_status_code else ""
