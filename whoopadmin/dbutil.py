@@ -14,13 +14,18 @@ from sqlalchemy.sql.dml import Insert
 from whoopadmin.extensions import db
 
 
-def dialect_insert():
-    """The backend's ``insert`` construct, which has ``on_conflict_do_update``."""
-    if db.session.get_bind().dialect.name == "postgresql":
+def insert_for(dialect: str):
+    """The ``insert`` construct of backend ``dialect``, which has ``on_conflict_do_*``."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert
+
+
+def dialect_insert():
+    """The ``insert`` construct of the session's backend."""
+    return insert_for(db.session.get_bind().dialect.name)
 
 
 def upsert(
@@ -57,11 +62,7 @@ def _upsert_statement(
     where_changed: str | None,
 ) -> Insert:
     """The upsert statement for one table and shape, built once and then reused."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
+    stmt = insert_for(dialect)(table)
     where = None
     if where_changed is not None:
         where = table.c[where_changed].is_distinct_from(stmt.excluded[where_changed])
@@ -97,3 +98,21 @@ def relaxed_durability(relaxed: bool = True) -> Iterator[None]:
     finally:
         session.rollback()
         session.info["relaxed"] = before
+
+
+@contextmanager
+def kept_across_commits() -> Iterator[None]:
+    """Do not expire loaded rows on commit while this block runs.
+
+    A sync commits once a page, and expiring the link each time cost a query a page (and
+    one per sync-run record) to load it again. The sync only reads the link's fixed
+    columns (id, connection, WHOOP user); its tokens and status come from ``LinkTokens``,
+    which re-reads the link before every request, so nothing stale is ever used.
+    """
+    session = db.session()
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire

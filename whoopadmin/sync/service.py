@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -12,7 +11,7 @@ from sqlalchemy import delete, select, update
 
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
-from whoopadmin.dbutil import upsert
+from whoopadmin.dbutil import kept_across_commits, upsert
 from whoopadmin.destinations.service import emit_rate_limit, emit_records
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
@@ -227,24 +226,6 @@ def sync_window(
     """Fetch every collection in ``[start, end)`` plus the body measurement; store all."""
     with kept_across_commits():
         return _sync_window(link_id, start, end, reason)
-
-
-@contextmanager
-def kept_across_commits() -> Iterator[None]:
-    """Do not expire loaded rows on commit while this block runs.
-
-    A sync commits once a page, and expiring the link each time cost a query a page (and
-    one per sync-run record) to load it again. The sync only reads the link's fixed
-    columns (id, connection, WHOOP user); its tokens and status come from ``LinkTokens``,
-    which re-reads the link before every request, so nothing stale is ever used.
-    """
-    session = db.session()
-    expire = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        yield
-    finally:
-        session.expire_on_commit = expire
 
 
 def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: str) -> dict:

@@ -26,11 +26,10 @@ def sweep_events(min_age_seconds: int = 30, limit: int = 1000) -> int:
 
 def process_event(event_id: int) -> str:
     """Fetch or delete what one webhook names (queue ``webhooks``); idempotent."""
-    from whoopadmin.dbutil import relaxed_durability
-    from whoopadmin.sync import service
+    from whoopadmin.dbutil import kept_across_commits, relaxed_durability
 
     # If a crash loses this work's commits, the event is still "received": swept, redone.
-    with relaxed_durability(), service.kept_across_commits():
+    with relaxed_durability(), kept_across_commits():
         return _process_event(event_id)
 
 

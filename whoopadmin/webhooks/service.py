@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link
-from whoopadmin.dbutil import dialect_insert
+from whoopadmin.dbutil import dialect_insert, insert_for
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
@@ -228,12 +228,8 @@ def _store_statement(dialect: str):
         links.c.connection_id == columns["connection_id"],
         links.c.whoop_user_id == columns["whoop_user_id"],
     )
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     return (
-        insert(events)
+        insert_for(dialect)(events)
         .from_select(list(columns), source)
         .on_conflict_do_nothing(index_elements=["connection_id", "trace_id"])
         .returning(events.c.id, events.c.status)
