@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from benchlib import ROOT, add_service_arguments  # noqa: E402 (bench/ is on the path)
+from benchlib import ROOT, add_connection, add_service_arguments, app_settings  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -211,10 +211,8 @@ def main() -> None:
     from tests.conftest import fresh_pg_database
     from whoopadmin import create_app
     from whoopadmin.connect.models import Link
-    from whoopadmin.crypto import generate_key
     from whoopadmin.extensions import db
     from whoopadmin.jobs import RETRY, enqueue_once
-    from whoopadmin.setup.models import Connection
     from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 
     # Imported before the baseline's processes fork, so its timing holds no imports.
@@ -235,26 +233,20 @@ def main() -> None:
         pool = multiprocessing.get_context("fork").Pool(args.workers)
         url, drop = fresh_pg_database(args.database_url)
         workdir = Path(tempfile.mkdtemp(prefix="whoopadmin-bench-"))
-        settings = {
-            "SECRET_KEY": "bench-secret-key",
-            "ENCRYPTION_KEYS": generate_key(),
-            "DATABASE_URL": url,
-            "REDIS_URL": args.redis_url,
-            "INSTANCE_PATH": str(workdir / "instance"),
+        settings = app_settings(
+            url,
+            args.redis_url,
+            workdir,
             **{k.removeprefix("WHOOPADMIN_"): v for k, v in server.env().items()},
-        }
+        )
         redis_client = redis.Redis.from_url(args.redis_url)
         redis_client.flushdb()
         app = create_app(dict(settings))
         with app.app_context():
             db.create_all()
-            connection = Connection(
-                environment="bench",
-                display_name="Bench",
-                client_id=whoop_app.client_id,
-                hostname="whoop.bench.test",
-                allowed_origins=[],
-                app_schemes=[],
+            connection = add_connection(
+                whoop_app.client_id,
+                whoop_app.client_secret,
                 status="active",
                 # The shared budget must not throttle the run: WHOOP's default is 100 a
                 # minute, which would make this a benchmark of waiting.
@@ -263,9 +255,6 @@ def main() -> None:
                 approved_by_whoop=True,
                 backfill_days=args.days,
             )
-            connection.client_secret = whoop_app.client_secret
-            db.session.add(connection)
-            db.session.flush()
             now = datetime.now(UTC)
             for user_id, token in people:
                 link = Link(

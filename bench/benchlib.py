@@ -70,3 +70,37 @@ def start_gunicorn(settings: dict, workers: int, threads: int) -> tuple[subproce
             time.sleep(0.1)
     server.terminate()
     raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+
+
+def app_settings(database_url: str, redis_url: str, workdir: Path, **extra: str) -> dict:
+    """whoopadmin's settings for a benchmark run (fresh keys; ``extra`` wins)."""
+    from whoopadmin.crypto import generate_key
+
+    return {
+        "SECRET_KEY": "bench-secret-key",
+        "ENCRYPTION_KEYS": generate_key(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "INSTANCE_PATH": str(workdir / "instance"),
+        **extra,
+    }
+
+
+def add_connection(client_id: str, client_secret: str, **extra):
+    """The benchmark's connection on whoop.bench.test (in an app context; flushed)."""
+    from whoopadmin.extensions import db
+    from whoopadmin.setup.models import Connection
+
+    values = {
+        "environment": "bench",
+        "display_name": "Bench",
+        "hostname": "whoop.bench.test",
+        "allowed_origins": [],
+        "app_schemes": [],
+        **extra,
+    }
+    connection = Connection(client_id=client_id, **values)
+    connection.client_secret = client_secret
+    db.session.add(connection)
+    db.session.flush()
+    return connection

@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from benchlib import ROOT, add_service_arguments  # noqa: E402 (bench/ is on the path)
+from benchlib import ROOT, add_connection, add_service_arguments, app_settings  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -379,9 +379,7 @@ def main() -> None:
     from tests.conftest import fresh_pg_database
     from whoopadmin import create_app
     from whoopadmin.connect.models import Link, LinkEvent
-    from whoopadmin.crypto import generate_key
     from whoopadmin.extensions import db
-    from whoopadmin.setup.models import Connection
     from whoopadmin.sync.jobs import refresh_due
     from whoopadmin.sync.tokens import REFRESH_AHEAD
 
@@ -406,30 +404,22 @@ def main() -> None:
         pool = multiprocessing.get_context("fork").Pool(args.workers)
         url, drop = fresh_pg_database(args.database_url)
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        settings = {
-            "SECRET_KEY": "bench-secret-key",
-            "ENCRYPTION_KEYS": generate_key(),
-            "DATABASE_URL": url,
-            "REDIS_URL": args.redis_url,
-            "INSTANCE_PATH": str(workdir / "instance"),
+        settings = app_settings(
+            url,
+            args.redis_url,
+            workdir,
             **{k.removeprefix("WHOOPADMIN_"): v for k, v in sandbox.env.items()},
-        }
+        )
         redis_client.flushdb()
         app = create_app(dict(settings))
         with app.app_context():
             db.create_all()
-            connection = Connection(
-                environment="bench",
-                display_name="Bench",
-                client_id=whoop_app.client_id,
-                hostname="whoop.bench.test",
-                allowed_origins=[],
-                app_schemes=[],
+            connection = add_connection(
+                whoop_app.client_id,
+                whoop_app.client_secret,
                 status="active",
                 approved_by_whoop=True,
             )
-            connection.client_secret = whoop_app.client_secret
-            db.session.add(connection)
             db.session.commit()
             # Every access token expired a second ago: the whole population is due at once.
             expired = datetime.now(UTC) - timedelta(seconds=1)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from benchlib import ROOT, add_service_arguments, start_gunicorn  # noqa: E402 (bench/ is on the path)
+from benchlib import ROOT, add_service_arguments, app_settings, start_gunicorn  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -320,19 +320,12 @@ def main() -> None:
     from tests.factories import make_user
     from whoopadmin import create_app
     from whoopadmin.connect.service import email_hash
-    from whoopadmin.crypto import generate_key
     from whoopadmin.extensions import db
     from whoopadmin.setup.models import Connection
 
     url, drop = fresh_pg_database(args.database_url)
     workdir = Path(tempfile.mkdtemp(prefix="whoopadmin-bench-"))
-    settings = {
-        "SECRET_KEY": "bench-secret-key",
-        "ENCRYPTION_KEYS": generate_key(),
-        "DATABASE_URL": url,
-        "REDIS_URL": args.redis_url,
-        "INSTANCE_PATH": str(workdir / "instance"),
-    }
+    settings = app_settings(url, args.redis_url, workdir)
     server = watch = None
     rng = random.Random(args.seed)
     n = args.links

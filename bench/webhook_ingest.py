@@ -31,7 +31,14 @@ from pathlib import Path
 
 import redis
 import sqlalchemy as sa
-from benchlib import ROOT, add_service_arguments, settings_env, start_gunicorn  # noqa: E402 (bench/ is on the path)
+from benchlib import (  # noqa: E402
+    ROOT,
+    add_connection,
+    add_service_arguments,
+    app_settings,
+    settings_env,
+    start_gunicorn,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -111,38 +118,20 @@ def main() -> None:
     from tests.conftest import fresh_pg_database
     from whoopadmin import create_app
     from whoopadmin.connect.models import Link
-    from whoopadmin.crypto import generate_key
     from whoopadmin.extensions import db
-    from whoopadmin.setup.models import Connection
     from whoopadmin.webhooks.models import WebhookEvent
     from whoopadmin.webhooks.signatures import whoop_signature
 
     url, drop = fresh_pg_database(args.database_url)
     workdir = Path(tempfile.mkdtemp(prefix="whoopadmin-bench-"))
-    settings = {
-        "SECRET_KEY": "bench-secret-key",
-        "ENCRYPTION_KEYS": generate_key(),
-        "DATABASE_URL": url,
-        "REDIS_URL": args.redis_url,
-        "INSTANCE_PATH": str(workdir / "instance"),
-    }
+    settings = app_settings(url, args.redis_url, workdir)
     server = None
     try:
         app = create_app(dict(settings))
         secret, client_id, user_id = "bench-client-secret-0001", "bench-client", 424242
         with app.app_context():
             db.create_all()
-            connection = Connection(
-                environment="bench",
-                display_name="Bench",
-                client_id=client_id,
-                hostname="whoop.bench.test",
-                allowed_origins=[],
-                app_schemes=[],
-            )
-            connection.client_secret = secret
-            db.session.add(connection)
-            db.session.flush()
+            connection = add_connection(client_id, secret)
             link = Link(connection_id=connection.id, whoop_user_id=user_id, reference_id="bench")
             db.session.add(link)
             db.session.commit()
