@@ -104,3 +104,14 @@ def add_connection(client_id: str, client_secret: str, **extra):
     db.session.add(connection)
     db.session.flush()
     return connection
+
+
+def stop_processes(processes: list[subprocess.Popen], grace: float = 30) -> None:
+    """Ask each process to stop; kill what has not stopped after ``grace`` seconds."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -48,7 +48,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from benchlib import ROOT, add_connection, add_service_arguments, app_settings  # noqa: E402
+from benchlib import (  # noqa: E402
+    ROOT,
+    add_connection,
+    add_service_arguments,
+    app_settings,
+    stop_processes,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -567,13 +573,7 @@ def main() -> None:
         if not all(checks.values()):
             sys.exit(1)
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_processes(workers)
         if pool is not None:
             pool.terminate()
             pool.join()
