@@ -59,9 +59,8 @@ def count_rejection(connection: Connection | Receiver | None, reason: str) -> No
     now = utcnow()
     table = WebhookRejection.__table__
     insert = dialect_insert()
-    connection_id = connection.connection_id if isinstance(connection, Receiver) else connection.id
     stmt = insert(table).values(
-        connection_id=connection_id, reason=reason, day=now.date(), count=1, last_at=now
+        connection_id=connection.id, reason=reason, day=now.date(), count=1, last_at=now
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["connection_id", "reason", "day"],
@@ -124,7 +123,7 @@ def parse_member_event(body: bytes) -> dict | None:
 class Receiver:
     """What checking and storing a member webhook needs of its connection."""
 
-    connection_id: int
+    id: int  # the connection's
     secrets: tuple[str, ...]
 
 
@@ -187,11 +186,11 @@ def receive_member_event(
         return reject(target, 400, "malformed", "The body is not a WHOOP v2 webhook.")
     if event_["type"] == TEST_TYPE:
         return _store_test_event(target, event_)
-    stored = _store_member_event(target.connection_id, event_)
+    stored = _store_member_event(target.id, event_)
     if stored is None:
         known_user = db.session.scalar(
             select(Link.id).where(
-                Link.connection_id == target.connection_id,
+                Link.connection_id == target.id,
                 Link.whoop_user_id == event_["user_id"],
             )
         )
@@ -264,7 +263,7 @@ def _store_member_event(connection_id: int, event_: dict) -> tuple[int, str] | N
 def _store_test_event(target: Receiver, event: dict) -> Outcome:
     db.session.add(
         WebhookEvent(
-            connection_id=target.connection_id,
+            connection_id=target.id,
             trace_id=event["trace_id"],
             type=TEST_TYPE,
             whoop_user_id=event["user_id"],
