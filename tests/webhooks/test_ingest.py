@@ -305,3 +305,12 @@ def test_connection_cache_can_be_turned_off(hook):
     service._receivers.clear()
     assert hook.post().status_code == 200
     assert service._receivers == {}
+
+
+def test_cached_receiver_never_shows_its_secrets(hook):
+    from whoopadmin.webhooks import service
+
+    with hook.app.test_request_context():
+        found = service.receiver("client_id", hook.app.whoop_app.client_id)
+    assert found is not None and found.secrets == (hook.secret,)
+    assert hook.secret not in repr(found) and hook.secret not in str(found)

@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
@@ -124,7 +124,7 @@ class Receiver:
     """What checking and storing a member webhook needs of its connection."""
 
     id: int  # the connection's
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)  # never in a log line or a traceback
 
 
 # Per process: (database, "host" | "client_id", value) -> (expires at, Receiver or None).
