@@ -44,6 +44,9 @@ DEFAULTS: dict[str, object] = {
     # How long each web process keeps a connection's webhook secrets in memory: a new
     # client secret is used by every process at most this long after it is saved.
     "WEBHOOK_CONNECTION_CACHE_SECONDS": 5.0,
+    # How long each web process gathers accepted webhooks before queueing them as one
+    # job (0: one job per webhook, queued inside the request; see webhooks/handoff.py).
+    "WEBHOOK_QUEUE_DELAY_SECONDS": 0.005,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
     # Deliveries to private, loopback or link-local addresses (and plain http://):
     # development only (WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS=true).
@@ -87,6 +90,7 @@ NUMBERS = (
     "WHOOP_TIMEOUT",
     "DESTINATION_TIMEOUT",
     "WEBHOOK_CONNECTION_CACHE_SECONDS",
+    "WEBHOOK_QUEUE_DELAY_SECONDS",
 )
 
 

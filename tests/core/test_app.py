@@ -230,9 +230,14 @@ def test_embedded_database_is_upgraded_at_start(tmp_path, clean_env):
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "100000", "[1]"])
-def test_bad_number_of_seconds_is_a_clear_startup_error(tmp_path, clean_env, redis_url, value):
-    clean_env.setenv("WHOOPADMIN_WEBHOOK_CONNECTION_CACHE_SECONDS", value)
-    with pytest.raises(ConfigError, match="WHOOPADMIN_WEBHOOK_CONNECTION_CACHE_SECONDS must be"):
+@pytest.mark.parametrize(
+    "name", ["WEBHOOK_CONNECTION_CACHE_SECONDS", "WEBHOOK_QUEUE_DELAY_SECONDS"]
+)
+def test_bad_number_of_seconds_is_a_clear_startup_error(
+    tmp_path, clean_env, redis_url, name, value
+):
+    clean_env.setenv(f"WHOOPADMIN_{name}", value)
+    with pytest.raises(ConfigError, match=f"WHOOPADMIN_{name} must be"):
         create_app({"INSTANCE_PATH": str(tmp_path), "REDIS_URL": redis_url})
 
 

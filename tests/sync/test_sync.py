@@ -244,3 +244,51 @@ def service_budget(app):
     from whoopadmin.sync.service import budget_for
 
     return budget_for(db.session.scalar(sa.select(Connection))).usage()
+
+
+def test_a_failing_webhook_in_a_batch_is_retried_alone(
+    make_app, wizard_config, configured_app, linked, sandbox, member
+):
+    """Injected: every WHOOP API call answers 500 while a batch of two webhooks runs."""
+    from rq.job import Job
+
+    from tests.helpers import post_webhook
+    from whoopadmin.jobs import get_queue
+
+    flaky = make_app(**dict(wizard_config, WHOOP_MAX_RETRIES=0, WHOOP_BACKOFF=0.01))
+    flaky.whoop_app = configured_app.whoop_app
+    client, secret = flaky.test_client(), configured_app.whoop_app.client_secret
+    sleep_id = next(r["id"] for r in sandbox.state.data(member.user_id).sleeps.records)
+    run_jobs(configured_app, ("backfill",))
+    for kind in ("updated", "deleted"):  # a fetch fails; a deletion needs no WHOOP call
+        event = {"user_id": member.user_id, "id": sleep_id, "type": f"sleep.{kind}"}
+        response = post_webhook(client, secret, dict(event, trace_id=f"batch-{kind}"))
+        assert response.json == {"status": "accepted"}
+    sandbox.state.set_faults({"error_rate": 1.0, "include_oauth": False})
+    try:
+        run_jobs(flaky, ("webhooks",))  # one process_events job holding both
+    finally:
+        sandbox.state.set_faults({"error_rate": 0.0})
+
+    def events():
+        with flaky.app_context():
+            rows = db.session.execute(
+                sa.select(WebhookEvent.trace_id, WebhookEvent.id, WebhookEvent.status)
+                .add_columns(WebhookEvent.attempts)
+                .order_by(WebhookEvent.id)
+            ).all()
+            return {trace: tuple(rest) for trace, *rest in rows}
+
+    failed_id = events()["batch-updated"][0]
+    assert [v[1:] for v in events().values()] == [("received", 1), ("processed", 1)]
+    with flaky.app_context():
+        queue = get_queue("webhooks")
+        assert queue.jobs == []  # not run again at once: RQ's first retry interval first
+        registry = queue.scheduled_job_registry
+        assert registry.get_job_ids() == [f"webhook-{failed_id}"]
+        job = Job.fetch(f"webhook-{failed_id}", connection=queue.connection)
+        assert job.args == (failed_id,) and job.retries_left == 4
+        registry.remove(job.id)
+        queue.enqueue_job(job)  # its time has come
+    run_jobs(flaky, ("webhooks",))
+    assert [v[1:] for v in events().values()] == [("processed", 2), ("processed", 1)]

@@ -14,6 +14,7 @@ from whoopadmin.audit import utcnow
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
 from whoopadmin.setup.models import Connection
+from whoopadmin.webhooks.handoff import flush_all
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
 from whoopadmin.webhooks.signatures import partner_signature, whoop_signature
 
@@ -79,8 +80,14 @@ class Hook:
             return {r.reason: r.count for r in db.session.scalars(sa.select(WebhookRejection))}
 
     def queued(self):
+        """The event ids waiting in the webhooks queue, in batches or one per job."""
+        flush_all()
+        ids = []
         with self.app.app_context():
-            return [j.args for j in Queue("webhooks", connection=get_redis(self.app)).jobs]
+            for job in Queue("webhooks", connection=get_redis(self.app)).jobs:
+                (arg,) = job.args
+                ids.extend(arg if job.func_name.endswith("process_events") else [arg])
+        return ids
 
 
 def test_accepted_stored_and_queued(hook):
@@ -89,7 +96,34 @@ def test_accepted_stored_and_queued(hook):
     assert hook.events() == [("t-1", "sleep.updated", "received")]
     with hook.app.app_context():
         event_id = db.session.scalar(sa.select(WebhookEvent.id))
-    assert hook.queued() == [(event_id,)]
+    assert hook.queued() == [event_id]
+
+
+def test_queued_in_the_request_when_batching_is_off(hook):
+    hook.app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] = 0
+    assert hook.post(hook.body(trace_id="t-0")).json == {"status": "accepted"}
+    with hook.app.app_context():
+        event_id = db.session.scalar(sa.select(WebhookEvent.id))
+        (job,) = Queue("webhooks", connection=get_redis(hook.app)).jobs  # no flush needed
+    assert (job.id, job.func_name, job.args) == (
+        f"webhook-{event_id}",
+        "whoopadmin.webhooks.jobs.process_event",
+        (event_id,),
+    )
+
+
+def test_accepted_webhooks_are_queued_in_batches(hook):
+    hook.app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] = 2.0  # all five gather in one batch
+    for n in range(5):
+        assert hook.post(hook.body(trace_id=f"b-{n}")).json == {"status": "accepted"}
+    with hook.app.app_context():
+        ids = db.session.scalars(sa.select(WebhookEvent.id).order_by(WebhookEvent.id)).all()
+    assert hook.queued() == ids
+    with hook.app.app_context():
+        jobs = Queue("webhooks", connection=get_redis(hook.app)).jobs
+    assert [(job.func_name, job.args) for job in jobs] == [
+        ("whoopadmin.webhooks.jobs.process_events", (ids,))
+    ]
 
 
 def test_duplicate_trace_is_stored_once(hook):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -10,6 +11,8 @@ from whoopadmin.audit import utcnow
 from whoopadmin.extensions import db
 from whoopadmin.webhooks.models import WebhookEvent
 from whoopadmin.webhooks.service import queue_event
+
+log = logging.getLogger(__name__)
 
 
 def sweep_events(min_age_seconds: int = 30, limit: int = 1000) -> int:
@@ -31,6 +34,44 @@ def process_event(event_id: int) -> str:
     # If a crash loses this work's commits, the event is still "received": swept, redone.
     with relaxed_durability(), kept_across_commits():
         return _process_event(event_id)
+
+
+def process_events(event_ids: list[int]) -> str:
+    """Process a batch handed over by a web process (queue ``webhooks``).
+
+    Each event is processed on its own, as ``process_event`` would. One that fails is
+    queued again on its own, on the schedule RQ's retry would have followed: this run
+    was its first attempt.
+    """
+    failed = 0
+    for event_id in event_ids:
+        try:
+            process_event(event_id)
+        except Exception:
+            db.session.rollback()
+            failed += 1
+            _retry_later(event_id)
+    return f"{len(event_ids) - failed} processed, {failed} queued again"
+
+
+def _retry_later(event_id: int) -> None:
+    from rq import Retry
+
+    from whoopadmin.jobs import RETRY, get_queue
+
+    first, *later = RETRY.intervals
+    try:
+        get_queue("webhooks").enqueue_in(
+            timedelta(seconds=first),
+            "whoopadmin.webhooks.jobs.process_event",
+            event_id,
+            job_id=f"webhook-{event_id}",
+            retry=Retry(max=RETRY.max - 1, interval=later) if later else None,
+        )
+    except Exception as exc:  # still "received": the sweeper queues it
+        log.warning(
+            "webhook %s failed and could not be queued again: %s", event_id, type(exc).__name__
+        )
 
 
 def _process_event(event_id: int) -> str:

@@ -199,7 +199,12 @@ def receive_member_event(
         return Outcome(200, {"status": "duplicate"})  # a redelivery: stored and queued before
     event_id, status = stored
     if status == "received":
-        queue_event(event_id, fresh=True)
+        if current_app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] > 0:
+            from whoopadmin.webhooks.handoff import handoff_for
+
+            handoff_for(current_app._get_current_object()).add(event_id)
+        else:
+            queue_event(event_id, fresh=True)
         return Outcome(200, {"status": "accepted"})
     return Outcome(200, {"status": "ignored"})
 
