@@ -11,7 +11,10 @@ collections over the same window, same ``WhoopClient`` paging, as many processes
 are workers) fetched from the same sandbox and thrown away, once before and once after the
 backfill. whoopadmin's own time is the end-to-end time minus the faster of the two.
 
-    python bench/backfill.py [--members 100] [--days 90] [--workers N]
+Workers run with ``--no-fork`` (as README's production outline runs every queue) unless
+``--fork`` (whoopadmin's default: a forked child per job) is given.
+
+    python bench/backfill.py [--members 100] [--days 90] [--workers N] [--fork]
 
 Needs PostgreSQL (a fresh database is created and dropped) and a Redis server (its
 database is flushed: use one nobody else does). Nothing leaves 127.0.0.1.
@@ -206,6 +209,13 @@ def main() -> None:
         help="whoopadmin worker processes (and baseline fetchers); default two per core, as "
         "a backfill job waits on PostgreSQL, Redis and WHOOP for about half its time",
     )
+    parser.add_argument(
+        "--fork",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="workers fork a child per job (whoopadmin's default) or not (--no-fork, the "
+        "default here: what README's production outline runs)",
+    )
     parser.add_argument("--sandbox-processes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the backfill")
@@ -284,7 +294,14 @@ def main() -> None:
         for _ in range(args.workers):
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "whoopadmin.cli", "worker", "backfill"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "whoopadmin.cli",
+                        "worker",
+                        "backfill",
+                        *([] if args.fork else ["--no-fork"]),
+                    ],
                     cwd=ROOT,
                     env=env,
                     stdout=worker_log,
@@ -380,7 +397,8 @@ def main() -> None:
             f"{load_start} (backfill start), {load_end} (backfill end)"
         )
         print(
-            f"setup: {args.workers} whoopadmin workers (and as many baseline fetchers), "
+            f"setup: {args.workers} whoopadmin workers "
+            f"({'forking' if args.fork else '--no-fork'}; as many baseline fetchers), "
             f"{args.sandbox_processes} sandbox process(es), PostgreSQL + Redis on loopback; "
             f"rate limits of the connection's budget and the sandbox app {NO_LIMIT:,} a "
             "minute and a day (never reached), no injected faults"

@@ -1,5 +1,6 @@
-"""A worker's job process killed with SIGKILL in the middle of a backfill: the job is retried,
-the data ends complete, nothing is duplicated."""
+"""A worker killed with SIGKILL in the middle of a backfill (the forking worker's job process,
+or a ``--no-fork`` worker itself): the job is retried, the data ends complete, nothing is
+duplicated."""
 
 import os
 import signal
@@ -28,9 +29,9 @@ def _expected(sandbox, member):
     )
 
 
-def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbox, member):
+def _worker_env(configured_app) -> dict:
     config = configured_app.config
-    env = dict(
+    return dict(
         os.environ,
         WHOOPADMIN_INSTANCE_PATH=configured_app.instance_path,
         WHOOPADMIN_DATABASE_URL=config["DATABASE_URL"],
@@ -41,6 +42,26 @@ def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbo
         WHOOPADMIN_WHOOP_TOKEN_URL=config["WHOOP_TOKEN_URL"],
         WHOOPADMIN_WHOOP_AUTH_URL=config["WHOOP_AUTH_URL"],
     )
+
+
+def _wait_until_finished(app, job_id: str) -> None:
+    """The retry is scheduled (RETRY: first after 10 s); a worker's scheduler runs it."""
+    with app.app_context():
+        finished = FinishedJobRegistry("backfill", connection=get_redis(app))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and job_id not in finished.get_job_ids():
+            time.sleep(0.5)
+        assert job_id in finished.get_job_ids(), "the job was not retried"
+        assert Queue("backfill", connection=get_redis(app)).count == 0
+
+
+def _stored(app) -> list:
+    with app.app_context():
+        return db.session.execute(sa.select(WhoopRecord.type, WhoopRecord.whoop_id)).all()
+
+
+def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbox, member):
+    env = _worker_env(configured_app)
     # Every WHOOP answer takes a while, so the backfill is surely running when killed.
     sandbox.state.set_faults({"slow_rate": 1.0, "slow_seconds": 0.4})
     worker = subprocess.Popen(
@@ -63,22 +84,53 @@ def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbo
         with configured_app.app_context():
             partial = db.session.scalar(sa.select(sa.func.count(WhoopRecord.id)))
         sandbox.state.set_faults({"slow_rate": 0.0})
-        # The retry is scheduled (RETRY: first after 10 s); the worker's scheduler runs it.
-        with configured_app.app_context():
-            finished = FinishedJobRegistry("backfill", connection=get_redis(configured_app))
-            deadline = time.monotonic() + 60
-            while (
-                time.monotonic() < deadline and f"backfill-{linked}" not in finished.get_job_ids()
-            ):
-                time.sleep(0.5)
-            assert f"backfill-{linked}" in finished.get_job_ids(), "the job was not retried"
-            assert Queue("backfill", connection=get_redis(configured_app)).count == 0
+        _wait_until_finished(configured_app, f"backfill-{linked}")
     finally:
         sandbox.state.set_faults({"slow_rate": 0.0})
         worker.terminate()
         worker.wait(20)
+    rows = _stored(configured_app)
+    assert partial < len(rows)  # the kill really interrupted the backfill
+    assert len(rows) == len(set(rows))  # nothing stored twice
+    assert set(rows) == _expected(sandbox, member)  # and nothing missing
+
+
+def test_killed_no_fork_worker_its_backfill_is_retried(configured_app, linked, sandbox, member):
+    """Injected: SIGKILL to a ``--no-fork`` worker (it runs the job itself) mid-backfill."""
+    env = _worker_env(configured_app)
+    sandbox.state.set_faults({"slow_rate": 1.0, "slow_seconds": 0.4})
+    # The connect queued the backfill; the first worker takes it.
+    command = [sys.executable, "-m", "whoopadmin.cli", "worker", "backfill", "--no-fork"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        partial = 0
+        while time.monotonic() < deadline and not partial:
+            time.sleep(0.2)
+            partial = len(_stored(configured_app))
+        assert partial, "the backfill job never started storing"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        sandbox.state.set_faults({"slow_rate": 0.0})
+        if first.poll() is None:
+            first.kill()
+    partial = len(_stored(configured_app))
+    # Nobody will heartbeat the job again. RQ's maintenance (any worker, every few
+    # minutes) retries a job whose heartbeat lapsed: ask it now about 5 minutes ahead.
     with configured_app.app_context():
-        rows = db.session.execute(sa.select(WhoopRecord.type, WhoopRecord.whoop_id)).all()
+        queue = Queue("backfill", connection=get_redis(configured_app))
+        assert queue.started_job_registry.get_job_ids() == [f"backfill-{linked}"]
+        queue.started_job_registry.cleanup(time.time() + 300)
+    second = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_until_finished(configured_app, f"backfill-{linked}")
+    finally:
+        second.terminate()
+        second.wait(20)
+    rows = _stored(configured_app)
     assert partial < len(rows)  # the kill really interrupted the backfill
     assert len(rows) == len(set(rows))  # nothing stored twice
     assert set(rows) == _expected(sandbox, member)  # and nothing missing
