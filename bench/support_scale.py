@@ -34,7 +34,14 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from benchlib import ROOT, add_service_arguments, app_settings, start_gunicorn  # noqa: E402
+from benchlib import (  # noqa: E402
+    ROOT,
+    add_service_arguments,
+    app_settings,
+    child_pids,
+    cpu_seconds,
+    start_gunicorn,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -258,18 +265,6 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def cpu_seconds(pids: set[int]) -> float:
-    """User + system CPU time of these processes so far, from Linux ``/proc`` (gone: 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def timed(http: requests.Session, base: str, paths: list[str], marker: str) -> list[float]:
     """GET each path in turn; return the latencies in ms (body read, status and page checked)."""
     out = []
@@ -446,8 +441,7 @@ def main() -> None:
         local_db = sa.make_url(url).host in (None, "", "127.0.0.1", "localhost", "::1")
 
         def app_pids() -> set[int]:
-            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
-            return {int(pid) for pid in children.split()}
+            return child_pids(server.pid)
 
         def db_pids() -> set[int]:
             if not local_db:

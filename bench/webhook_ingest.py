@@ -36,11 +36,15 @@ from benchlib import (  # noqa: E402
     add_connection,
     add_service_arguments,
     app_settings,
+    child_pids,
+    cpu_seconds,
     settings_env,
     start_gunicorn,
 )
 
 sys.path.insert(0, str(ROOT))
+
+WARMUP_SECONDS = 3
 
 LUA = r"""
 -- Each wrk thread takes every THREADS-th line from its own offset: no line is sent twice.
@@ -144,7 +148,7 @@ def main() -> None:
         requests_file = workdir / "requests.tsv"
         stamp = str(int(time.time() * 1000))
         with requests_file.open("w") as out:
-            for _ in range(per_run * len(args.concurrency)):
+            for _ in range(per_run * (len(args.concurrency) + 1)):  # + the warm-up
                 body = json.dumps(
                     {
                         "user_id": user_id,
@@ -165,11 +169,20 @@ def main() -> None:
         )
         print(
             f"{'concurrency':>11} {'webhooks/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'healthz/s':>10} {'ratio':>6}"
+            f"{'healthz/s':>10} {'ratio':>6} {'app CPU ms/webhook':>19} {'ms/healthz':>11}"
         )
-        accepted = 0
-        results = []
-        for n, concurrency in enumerate(args.concurrency):
+        workers = child_pids(server.pid)
+
+        def run_wrk(command: list[str]) -> tuple[dict, float]:
+            """wrk's figures, and the gunicorn workers' CPU ms per answered request."""
+            before = cpu_seconds(workers)
+            result = parse_wrk(
+                subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            )
+            return result, (cpu_seconds(workers) - before) * 1000 / max(result["total"], 1)
+
+        def run_pair(n: int, concurrency: int, seconds: int):
+            """Webhooks, then /healthz, at ``concurrency`` for ``seconds`` each."""
             # Each run reads its own slice of the signed requests.
             slice_file = workdir / f"run{n}.tsv"
             with requests_file.open() as src, slice_file.open("w") as dst:
@@ -180,29 +193,27 @@ def main() -> None:
             script.write_text(
                 f'REQUESTS = "{slice_file}"\nPATH = "{path}"\nHOST = "{host}"\nTHREADS = 2\n' + LUA
             )
-            common = ["wrk", "-t2", f"-c{concurrency}", f"-d{args.seconds}s", "--latency"]
-            hooks = parse_wrk(
-                subprocess.run(
-                    [*common, "-s", str(script), f"http://127.0.0.1:{port}{path}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
+            common = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
+            hooks, hook_cpu = run_wrk(
+                [*common, "-s", str(script), f"http://127.0.0.1:{port}{path}"]
             )
-            base = parse_wrk(
-                subprocess.run(
-                    [*common, f"http://127.0.0.1:{port}/healthz"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-            )
+            base, base_cpu = run_wrk([*common, f"http://127.0.0.1:{port}/healthz"])
+            return hooks, hook_cpu, base, base_cpu
+
+        # Warm up first (connection pools, prepared statements, caches, the queueing
+        # thread): untimed, at the highest concurrency; its webhooks are checked too.
+        warm, *_ = run_pair(len(args.concurrency), max(args.concurrency), WARMUP_SECONDS)
+        accepted = warm["total"] - warm["non2xx"]
+        results = []
+        for n, concurrency in enumerate(args.concurrency):
+            hooks, hook_cpu, base, base_cpu = run_pair(n, concurrency, args.seconds)
             accepted += hooks["total"] - hooks["non2xx"]
             ratio = hooks["rps"] / base["rps"]
             results.append(dict(hooks, ratio=ratio))
             print(
                 f"{concurrency:>11} {hooks['rps']:>11.0f} {hooks['p50']:>8.1f} "
-                f"{hooks['p99']:>8.1f} {base['rps']:>10.0f} {ratio:>6.2f}"
+                f"{hooks['p99']:>8.1f} {base['rps']:>10.0f} {ratio:>6.2f} "
+                f"{hook_cpu:>19.2f} {base_cpu:>11.2f}"
                 + (f"  ({hooks['non2xx']} non-2xx)" if hooks["non2xx"] else "")
             )
         server.terminate()

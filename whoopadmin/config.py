@@ -46,7 +46,7 @@ DEFAULTS: dict[str, object] = {
     "WEBHOOK_CONNECTION_CACHE_SECONDS": 5.0,
     # How long each web process gathers accepted webhooks before queueing them as one
     # job (0: one job per webhook, queued inside the request; see webhooks/handoff.py).
-    "WEBHOOK_QUEUE_DELAY_SECONDS": 0.005,
+    "WEBHOOK_QUEUE_DELAY_SECONDS": 0.05,
     "DNS_CHECK_NOW_LIMIT": "6 per minute",
     # Deliveries to private, loopback or link-local addresses (and plain http://):
     # development only (WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS=true).

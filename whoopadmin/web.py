@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from flask import Flask, abort, current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -37,6 +38,23 @@ def security_headers(response):
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
+
+
+WEBHOOK_PATHS = "/hooks/whoop/"
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except on WHOOP's webhook URLs, which never use one.
+
+    Opening a session builds its signing serializer on every request: a twentieth of a
+    webhook's time (bench/webhook_ingest.py). Flask opens it before the URL is matched,
+    hence the path.
+    """
+
+    def open_session(self, app: Flask, request):
+        if request.path.startswith(WEBHOOK_PATHS):
+            return None  # Flask uses a null session, and never saves it
+        return super().open_session(app, request)
 
 
 # Blueprints that live on a connection's subdomain; everything else is an admin page.
@@ -114,6 +132,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
+    app.session_interface = SessionInterface()
     app.before_request(reject_nul)
     app.before_request(route_by_host)
     app.after_request(security_headers)

@@ -348,3 +348,24 @@ def test_cached_receiver_never_shows_its_secrets(hook):
         found = service.receiver("client_id", hook.app.whoop_app.client_id)
     assert found is not None and found.secrets == (hook.secret,)
     assert hook.secret not in repr(found) and hook.secret not in str(found)
+
+
+def test_webhooks_open_no_session_and_skip_the_rate_limiter(hook):
+    """Both are skipped for speed on /hooks/whoop/ only; every other page keeps them."""
+    from flask import session
+    from flask.sessions import SecureCookieSession
+
+    from whoopadmin.extensions import limiter
+
+    app = hook.app
+    with app.test_request_context("/hooks/whoop/push", method="POST"):
+        assert app.session_interface.is_null_session(session._get_current_object())
+    with app.test_request_context("/login"):
+        assert isinstance(session._get_current_object(), SecureCookieSession)
+    with app.test_request_context("/hooks/whoop/push", method="POST"):
+        app.preprocess_request()  # matches the route: the blueprint is known
+        assert any(rule() for rule in limiter._request_filters)
+    with app.test_request_context("/login"):
+        app.preprocess_request()
+        assert not any(rule() for rule in limiter._request_filters)
+    assert hook.post().status_code == 200  # and webhooks still work end to end
