@@ -10,6 +10,9 @@ VALIDATION_DOMAIN = "acme-dns.whoopadmin.test"
 TOKEN = "k7yq3tq2xg5ma4fcz6bw2hnr4e"
 #: Short, so tests of unanswered queries stay fast.
 TIMEOUT = 0.3
+#: For queries that are answered: generous, so a stalled machine never turns an answer
+#: into a timeout (a loopback answer takes about a millisecond).
+ANSWER_TIMEOUT = 3.0
 
 
 def zone(

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.domains.support import (
+    ANSWER_TIMEOUT,
     CNAME_TARGET,
     CORRECT,
     HOSTNAME,
@@ -36,8 +37,11 @@ VALIDATION_ONLY = f"_acme-challenge.whoop CNAME {TOKEN}.{VALIDATION_DOMAIN}.\n"
 
 
 def check(servers, records, **kwargs) -> CheckResult:
-    """check_domain against *servers* only, with a short timeout; JSON round trip checked."""
-    kwargs.setdefault("timeout", TIMEOUT)
+    """check_domain against *servers* only; JSON round trip checked.
+
+    Checks that expect a server to stay silent pass ``timeout=TIMEOUT`` (short).
+    """
+    kwargs.setdefault("timeout", ANSWER_TIMEOUT)
     result = check_domain(HOSTNAME, records, nameservers=[s.address for s in servers], **kwargs)
     # Stored as JSON and shown later: every result must survive the round trip.
     again = CheckResult.from_dict(json.loads(json.dumps(result.to_dict())))
@@ -252,7 +256,7 @@ def test_caa_closest_to_the_name_decides(serve):
     body += '@ CAA 0 issue ";"\ndeep CAA 0 issuewild "digicert.com"\n'
     server = serve(body)
     records = expected_records(host, CNAME_TARGET, VALIDATION_DOMAIN, TOKEN)
-    result = check_domain(host, records, nameservers=[server.address], timeout=TIMEOUT)
+    result = check_domain(host, records, nameservers=[server.address], timeout=ANSWER_TIMEOUT)
     assert result.status == "verified", result.findings
     assert [r.record.label for r in result.records] == [
         "whoop.deep",
@@ -306,7 +310,7 @@ def test_a_timeout_is_temporary_and_never_a_failure_by_itself(serve, records):
     good, dead = serve(CORRECT), serve(CORRECT)
     dead.set_fault("drop")
     started = time.monotonic()
-    result = check([good, dead], records)
+    result = check([good, dead], records, timeout=TIMEOUT)
     assert time.monotonic() - started < 5
     assert result.temporary
     assert result.status == "verified"  # the server that answered has everything right
@@ -321,7 +325,7 @@ def test_a_timeout_is_temporary_and_never_a_failure_by_itself(serve, records):
 def test_all_nameservers_timing_out_is_inconclusive(serve, records):
     server = serve(CORRECT)
     server.set_fault("drop")
-    result = check([server], records)
+    result = check([server], records, timeout=TIMEOUT)
     assert result.temporary and not result.answered
     assert result.status == "pending_dns"
     assert result.codes() == ["timeout"]
@@ -360,7 +364,7 @@ def test_garbage_from_a_server_is_a_finding_not_an_exception(serve, records):
 
 def test_find_zone(serve):
     server = serve(CORRECT)
-    assert find_zone(HOSTNAME, [server.address], timeout=TIMEOUT) == "acme.test"
+    assert find_zone(HOSTNAME, [server.address], timeout=ANSWER_TIMEOUT) == "acme.test"
     assert find_zone("Deep.Below.Whoop.ACME.test.", [server.address]) == "acme.test"
     assert find_zone("acme.test", [server.address]) == "acme.test"
 
@@ -368,13 +372,15 @@ def test_find_zone(serve):
 def test_find_zone_of_a_domain_nobody_serves(serve):
     server = serve(CORRECT)
     with pytest.raises(ZoneNotFound):
-        find_zone("whoop.unknown.example", [server.address], timeout=TIMEOUT)
+        find_zone("whoop.unknown.example", [server.address], timeout=ANSWER_TIMEOUT)
 
 
 def test_zone_apex_is_refused(serve):
     server = serve(CORRECT)
     records = expected_records("acme.test", CNAME_TARGET, VALIDATION_DOMAIN, TOKEN)
-    result = check_domain("acme.test", records, nameservers=[server.address], timeout=TIMEOUT)
+    result = check_domain(
+        "acme.test", records, nameservers=[server.address], timeout=ANSWER_TIMEOUT
+    )
     assert result.status == "misconfigured"
     assert result.codes() == ["apex"]
     assert "apex" in result.findings[0].message
@@ -435,7 +441,7 @@ def test_resolving_the_zone_ns_records_with_an_injected_port(serve, records):
         nameservers=[first.address],  # only to discover the zone and its NS
         resolve_ns=True,
         ns_port=first.port,
-        timeout=TIMEOUT,
+        timeout=ANSWER_TIMEOUT,
     )
     assert result.nameservers == ["ns1.acme.test (127.0.0.2)", "ns2.acme.test (127.0.0.3)"]
     assert result.status == "propagating"
@@ -458,7 +464,7 @@ def test_parse_nameservers():
 def test_caa_timeout_inside_the_zone_is_temporary(serve, records):
     server = serve(CORRECT)
     server.set_fault("drop", "acme.test", rdtypes=["CAA"])
-    result = check([server], records)
+    result = check([server], records, timeout=TIMEOUT)
     finding = only(result, "timeout", None)
     assert "CAA" in finding.message
     assert result.temporary and result.status == "verified"
@@ -467,7 +473,7 @@ def test_caa_timeout_inside_the_zone_is_temporary(serve, records):
 def test_a_domain_only_its_tld_knows_is_not_found(serve, records):
     server = serve(None, extra={"test": zone("test")})
     with pytest.raises(ZoneNotFound):
-        find_zone(HOSTNAME, [server.address], timeout=TIMEOUT)
+        find_zone(HOSTNAME, [server.address], timeout=ANSWER_TIMEOUT)
     assert check([server], records).codes() == ["zone_not_found"]
 
 
@@ -475,7 +481,7 @@ def test_servfail_while_finding_the_zone_is_temporary(serve, records):
     server = serve(CORRECT)
     server.set_fault("servfail")
     with pytest.raises(DNSTemporaryError) as excinfo:
-        find_zone(HOSTNAME, [server.address], timeout=TIMEOUT)
+        find_zone(HOSTNAME, [server.address], timeout=ANSWER_TIMEOUT)
     assert excinfo.value.code == "servfail"
     result = check([server], records)
     assert result.codes() == ["servfail"] and result.temporary and not result.answered
@@ -489,7 +495,7 @@ def test_nameservers_without_addresses(serve, records):
     )
     server = serve(None, extra={"acme.test": text})
     result = check_domain(
-        HOSTNAME, records, nameservers=[server.address], resolve_ns=True, timeout=TIMEOUT
+        HOSTNAME, records, nameservers=[server.address], resolve_ns=True, timeout=ANSWER_TIMEOUT
     )
     assert result.codes() == ["no_nameservers"]
     assert result.temporary and result.status == "pending_dns"
@@ -497,12 +503,12 @@ def test_nameservers_without_addresses(serve, records):
 
 def test_refuse_apex_for_the_subdomain_form(serve):
     server = serve(CORRECT)
-    assert refuse_apex(HOSTNAME, [server.address], timeout=TIMEOUT) == "acme.test"
+    assert refuse_apex(HOSTNAME, [server.address], timeout=ANSWER_TIMEOUT) == "acme.test"
     with pytest.raises(InvalidHostname) as excinfo:
-        refuse_apex("ACME.test.", [server.address], timeout=TIMEOUT)
+        refuse_apex("ACME.test.", [server.address], timeout=ANSWER_TIMEOUT)
     assert excinfo.value.reason == "apex"
     assert "whoop.acme.test" in str(excinfo.value)
     # DNS that cannot tell does not block the form; the check reports it later.
-    assert refuse_apex("whoop.unknown.example", [server.address], timeout=TIMEOUT) is None
+    assert refuse_apex("whoop.unknown.example", [server.address], timeout=ANSWER_TIMEOUT) is None
     server.set_fault("drop")
     assert refuse_apex(HOSTNAME, [server.address], timeout=TIMEOUT) is None
