@@ -39,6 +39,7 @@ from benchlib import (  # noqa: E402
     add_connection,
     add_service_arguments,
     app_settings,
+    cpu_seconds,
     stop_processes,
 )
 
@@ -312,6 +313,13 @@ def main() -> None:
 
         fetch_before = fetch_all(pool, server.api_base, people, args.days)
 
+        # CPU seconds during the backfill: the workers, the sandbox and (when PostgreSQL
+        # runs here) the database's backends. --no-fork workers keep one connection each,
+        # opened during the backfill, so their backends' totals at the end are all of it.
+        cpu_start = {
+            "workers": cpu_seconds({w.pid for w in workers}),
+            "sandbox": cpu_seconds({c.pid for c in sandbox_children}),
+        }
         load_start = load_average()
         window_from = datetime.now(UTC)
         started = time.perf_counter()
@@ -335,6 +343,20 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         window_to = datetime.now(UTC)
         load_end = load_average()
+        cpu = {
+            "workers": cpu_seconds({w.pid for w in workers}) - cpu_start["workers"],
+            "sandbox": cpu_seconds({c.pid for c in sandbox_children}) - cpu_start["sandbox"],
+        }
+        if not args.fork and sa.make_url(url).host in ("127.0.0.1", "localhost", "::1"):
+            with app.app_context():
+                backends = db.session.scalars(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+                db.session.remove()
+            cpu["PostgreSQL"] = cpu_seconds(set(backends))
 
         fetch_after = fetch_all(pool, server.api_base, people, args.days)
         fetch = min(fetch_before["seconds"], fetch_after["seconds"])
@@ -420,6 +442,11 @@ def main() -> None:
         print(
             f"whoopadmin own {own:.2f} s = end to end - fetch {fetch:.2f} s; "
             f"own/fetch {own / fetch:.2f}; share of time in whoopadmin {own / elapsed:.0%}"
+        )
+        print(
+            "CPU during the backfill: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+            + f" ({os.cpu_count()} cores x {elapsed:.1f} s = {os.cpu_count() * elapsed:.1f} s)"
         )
         print(
             f"completeness: missing {missing}, unexpected {unexpected}, duplicates "
