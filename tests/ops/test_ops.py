@@ -10,6 +10,7 @@ from tests.conftest import run_jobs
 from tests.factories import make_link, make_user
 from tests.helpers import AuthActions, csrf_from, post_webhook
 from whoopadmin.redisconn import get_redis
+from whoopadmin.webhooks.handoff import flush_all
 
 
 def _webhook(app, secret, user_id=777):
@@ -95,6 +96,7 @@ def test_metrics(configured_app):
         make_link(whoop_user_id=777)
     _webhook(configured_app, configured_app.whoop_app.client_secret)
     _webhook(configured_app, "wrong")
+    flush_all()  # the accepted webhook's web process queues it within 50 ms
     client = configured_app.test_client()
     text = client.get("/metrics").get_data(as_text=True)
     assert (
