@@ -343,10 +343,9 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         window_to = datetime.now(UTC)
         load_end = load_average()
-        cpu = {
-            "workers": cpu_seconds({w.pid for w in workers}) - cpu_start["workers"],
-            "sandbox": cpu_seconds({c.pid for c in sandbox_children}) - cpu_start["sandbox"],
-        }
+        cpu = {"sandbox": cpu_seconds({c.pid for c in sandbox_children}) - cpu_start["sandbox"]}
+        if not args.fork:  # a forking worker's jobs run in children that are gone by now
+            cpu["workers"] = cpu_seconds({w.pid for w in workers}) - cpu_start["workers"]
         if not args.fork and sa.make_url(url).host in ("127.0.0.1", "localhost", "::1"):
             with app.app_context():
                 backends = db.session.scalars(
