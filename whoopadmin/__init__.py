@@ -50,6 +50,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     extensions.bootstrap.init_app(app)
     extensions.limiter.init_app(app)
 
+    from whoopadmin.webhooks.fastpath import FastPath
+
+    app.wsgi_app = FastPath(app, app.wsgi_app)  # inside the proxy fix web.init_app adds
     web.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)

@@ -28,15 +28,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
 def security_headers(response):
     """Add the security headers every response carries."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    for name, value in SECURITY_HEADERS + ((HSTS,) if request.is_secure else ()):
+        headers.setdefault(name, value)
     return response
 
 
@@ -76,7 +81,12 @@ ANY_HOST_ENDPOINTS = {
 
 def request_hostname() -> str:
     """The request's host name, lower-cased, without port or final dot."""
-    host = request.host.lower()
+    return hostname_of(request.host)
+
+
+def hostname_of(host: str) -> str:
+    """A Host header's host name, lower-cased, without port or final dot."""
+    host = host.lower()
     if host.startswith("["):
         return host[1 : host.find("]")]
     return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")

@@ -369,3 +369,89 @@ def test_webhooks_open_no_session_and_skip_the_rate_limiter(hook):
         app.preprocess_request()
         assert not any(rule() for rule in limiter._request_filters)
     assert hook.post().status_code == 200  # and webhooks still work end to end
+
+
+class FlaskRequests:
+    """Counts the requests Flask itself handled (its ``request_started`` signal)."""
+
+    def __init__(self, app):
+        from flask import request_started
+
+        self.count = 0
+        request_started.connect(self._started, app)
+
+    def _started(self, _sender, **_extra):
+        self.count += 1
+
+
+def test_accepted_webhooks_are_answered_below_flask_as_flask_would(hook):
+    flask_handled = FlaskRequests(hook.app)
+    fast = hook.post(hook.body(trace_id="fast-1"))
+    assert flask_handled.count == 0  # the fast path answered
+    assert (fast.status_code, fast.json) == (200, {"status": "accepted"})
+    assert fast.headers["Content-Type"] == "application/json"
+    assert fast.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in fast.headers["Content-Security-Policy"]
+    assert fast.headers["Strict-Transport-Security"].startswith("max-age=")  # https URL
+    ignored = hook.post(hook.body(type="cycle.updated", trace_id="fast-2"))
+    assert (ignored.json, flask_handled.count) == ({"status": "ignored"}, 0)
+    # The same webhook through Flask's view (the fast path off): the same answer.
+    hook.app.wsgi_app = hook.app.wsgi_app.wsgi_app
+    slow = hook.post(hook.body(trace_id="fast-3"))
+    assert flask_handled.count == 1
+    assert (slow.status_code, slow.data) == (fast.status_code, fast.data)
+    for name in ("Content-Type", "Content-Security-Policy", "Strict-Transport-Security"):
+        assert slow.headers[name] == fast.headers[name]
+    assert [e[2] for e in hook.events()] == ["received", "ignored", "received"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        ({"secret": "wrong"}, 401),  # refused
+        ({"base_url": "https://unknown.acme.test"}, 404),  # no connection here
+        ({"body": b"not json"}, 400),  # malformed
+        ({"body": b"x" * (64 * 1024 + 1)}, 413),  # oversize: not even read
+    ],
+)
+def test_everything_but_the_common_case_is_answered_by_flask(hook, kwargs, status):
+    flask_handled = FlaskRequests(hook.app)
+    assert hook.post(**kwargs).status_code == status
+    assert flask_handled.count == 1
+
+
+def test_redeliveries_and_unknown_members_are_answered_by_flask(hook):
+    flask_handled = FlaskRequests(hook.app)
+    body = hook.body(trace_id="again")
+    assert hook.post(body).json == {"status": "accepted"}
+    assert hook.post(body).json == {"status": "duplicate"}
+    assert hook.post(hook.body(user_id=999, trace_id="who")).status_code == 404
+    assert flask_handled.count == 2 and hook.rejections() == {"unknown_user": 1}
+
+
+def test_fast_path_behind_a_proxy_uses_the_forwarded_host(make_app, wizard_config, hook):
+    proxied = make_app(PROXY_COUNT=1, **wizard_config)
+    proxied.whoop_app = hook.app.whoop_app
+    flask_handled = FlaskRequests(proxied)
+    response = Hook(proxied).post(
+        base_url="http://127.0.0.1:8000",
+        headers={"X-Forwarded-Host": "whoop.acme.test", "X-Forwarded-Proto": "https"},
+    )
+    assert (response.json, flask_handled.count) == ({"status": "accepted"}, 0)
+    assert "Strict-Transport-Security" in response.headers
+
+
+def test_a_database_error_in_the_fast_path_is_flasks_clean_503(make_app, wizard_config, hook):
+    from whoopadmin.webhooks import service
+
+    service._receivers.clear()
+    down = make_app(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        WEBHOOK_CONNECTION_CACHE_SECONDS=0,
+        **wizard_config,
+    )
+    down.whoop_app = hook.app.whoop_app
+    flask_handled = FlaskRequests(down)
+    response = Hook(down).post()
+    assert response.status_code == 503 and flask_handled.count == 1
+    assert b"Traceback" not in response.data

@@ -197,16 +197,39 @@ def receive_member_event(
         if known_user is None:
             return reject(target, 404, "unknown_user", "No linked member has this user id.")
         return Outcome(200, {"status": "duplicate"})  # a redelivery: stored and queued before
-    event_id, status = stored
-    if status == "received":
-        if current_app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] > 0:
-            from whoopadmin.webhooks.handoff import handoff_for
+    return _queued(*stored)
 
-            handoff_for(current_app._get_current_object()).add(event_id)
-        else:
-            queue_event(event_id, fresh=True)
-        return Outcome(200, {"status": "accepted"})
-    return Outcome(200, {"status": "ignored"})
+
+def receive_stored(
+    target: Receiver | None, timestamp: str | None, signature: str | None, body: bytes
+) -> Outcome | None:
+    """The common case alone: the answer once this webhook is stored, else None.
+
+    None (nothing stored) for no connection, a refusal, a test event or a redelivery:
+    ``receive_member_event`` then answers, and counts the refusal (webhooks.fastpath).
+    """
+    if target is None or len(body) > MAX_BODY:
+        return None
+    if check_whoop(list(target.secrets), timestamp, signature, body, int(time.time() * 1000)):
+        return None
+    event_ = parse_member_event(body)
+    if event_ is None or event_["type"] == TEST_TYPE:
+        return None
+    stored = _store_member_event(target.id, event_)
+    return _queued(*stored) if stored is not None else None
+
+
+def _queued(event_id: int, status: str) -> Outcome:
+    """Queue a stored event's processing (``received`` ones); the answer for WHOOP."""
+    if status != "received":
+        return Outcome(200, {"status": "ignored"})
+    if current_app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] > 0:
+        from whoopadmin.webhooks.handoff import handoff_for
+
+        handoff_for(current_app._get_current_object()).add(event_id)
+    else:
+        queue_event(event_id, fresh=True)
+    return Outcome(200, {"status": "accepted"})
 
 
 @functools.cache
