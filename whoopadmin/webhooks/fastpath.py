@@ -18,7 +18,6 @@ import logging
 from flask import Flask
 from werkzeug.wsgi import get_host
 
-from whoopadmin.extensions import db
 from whoopadmin.web import HSTS, SECURITY_HEADERS, hostname_of
 from whoopadmin.webhooks import service
 
@@ -61,7 +60,7 @@ class FastPath:
 
     def _receive(self, environ, body: bytes) -> service.Outcome | None:
         """The outcome of a webhook stored just now, or None: Flask's view answers."""
-        with self.app.app_context():
+        with self.app.app_context():  # its end removes the database session, as Flask's
             try:
                 return service.receive_stored(
                     service.receiver("host", hostname_of(get_host(environ))),
@@ -72,5 +71,3 @@ class FastPath:
             except Exception as exc:  # the view tries again, and answers (a 503, say) as ever
                 log.info("webhook fast path: %s; Flask answers", type(exc).__name__)
                 return None
-            finally:
-                db.session.remove()
