@@ -455,3 +455,26 @@ def test_a_database_error_in_the_fast_path_is_flasks_clean_503(make_app, wizard_
     response = Hook(down).post()
     assert response.status_code == 503 and flask_handled.count == 1
     assert b"Traceback" not in response.data
+
+
+def test_the_stored_row_is_complete(hook):
+    """On PostgreSQL the insert goes through psycopg directly: every column as before."""
+    from whoopadmin.connect.models import Link
+
+    before = utcnow()
+    body = hook.body(trace_id="full-row", id="9b2f8c2e-0000-4000-8000-00000000abcd")
+    assert hook.post(body).json == {"status": "accepted"}
+    with hook.app.app_context():
+        event = db.session.scalar(sa.select(WebhookEvent))
+        link = db.session.scalar(sa.select(Link))
+        assert (event.connection_id, event.link_id) == (link.connection_id, link.id)
+        assert (event.source, event.type, event.status, event.attempts, event.result) == (
+            "member",
+            "sleep.updated",
+            "received",
+            0,
+            None,
+        )
+        assert (event.whoop_user_id, event.object_id) == (USER, json.loads(body)["id"])
+        assert event.body == json.loads(body)
+        assert before <= event.received_at <= utcnow()
