@@ -169,21 +169,15 @@ def receive_member_event(
     """Verify and store one member webhook, then queue it. Never raises."""
     if target is None:
         return reject(None, 404, "unknown_connection", "No connection answers here.")
-    if len(body) > MAX_BODY:
-        return reject(target, 413, "oversize", "The body is too large.")
-    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    reason = check_whoop(
-        list(target.secrets),
+    refusal, event_ = _verify(
+        target,
         headers.get("X-WHOOP-Signature-Timestamp"),
         headers.get("X-WHOOP-Signature"),
         body,
         now_ms,
     )
-    if reason:
-        return reject(target, 401, reason, "The webhook signature is not valid.")
-    event_ = parse_member_event(body)
-    if event_ is None:
-        return reject(target, 400, "malformed", "The body is not a WHOOP v2 webhook.")
+    if refusal is not None:
+        return reject(target, *refusal)
     if event_["type"] == TEST_TYPE:
         return _store_test_event(target, event_)
     stored = _store_member_event(target.id, event_)
@@ -208,15 +202,29 @@ def receive_stored(
     None (nothing stored) for no connection, a refusal, a test event or a redelivery:
     ``receive_member_event`` then answers, and counts the refusal (webhooks.fastpath).
     """
-    if target is None or len(body) > MAX_BODY:
+    if target is None:
         return None
-    if check_whoop(list(target.secrets), timestamp, signature, body, int(time.time() * 1000)):
-        return None
-    event_ = parse_member_event(body)
-    if event_ is None or event_["type"] == TEST_TYPE:
+    refusal, event_ = _verify(target, timestamp, signature, body)
+    if refusal is not None or event_["type"] == TEST_TYPE:
         return None
     stored = _store_member_event(target.id, event_)
     return _queued(*stored) if stored is not None else None
+
+
+def _verify(
+    target: Receiver, timestamp: str | None, signature: str | None, body: bytes, now_ms=None
+) -> tuple[tuple[int, str, str] | None, dict | None]:
+    """(None, the event) for a signed, well-formed webhook; else (status, reason, message)."""
+    if len(body) > MAX_BODY:
+        return (413, "oversize", "The body is too large."), None
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    reason = check_whoop(list(target.secrets), timestamp, signature, body, now_ms)
+    if reason:
+        return (401, reason, "The webhook signature is not valid."), None
+    event_ = parse_member_event(body)
+    if event_ is None:
+        return (400, "malformed", "The body is not a WHOOP v2 webhook."), None
+    return None, event_
 
 
 def _queued(event_id: int, status: str) -> Outcome:
