@@ -2,6 +2,7 @@
 or a ``--no-fork`` worker itself): the job is retried, the data ends complete, nothing is
 duplicated."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import psutil
 import sqlalchemy as sa
 from rq import Queue
 from rq.registry import FinishedJobRegistry
+from rq.scheduler import RQScheduler
 
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
@@ -96,12 +98,22 @@ def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbo
 
 
 def test_killed_no_fork_worker_its_backfill_is_retried(configured_app, linked, sandbox, member):
-    """Injected: SIGKILL to a ``--no-fork`` worker (it runs the job itself) mid-backfill."""
+    """Injected: SIGKILL to a ``--no-fork`` worker (it runs the job itself) mid-backfill.
+
+    The whole process group is killed, as a supervisor stopping the worker's unit would:
+    RQ's scheduler runs in a child process, which would outlive its worker otherwise.
+    """
     env = _worker_env(configured_app)
     sandbox.state.set_faults({"slow_rate": 1.0, "slow_seconds": 0.4})
     # The connect queued the backfill; the first worker takes it.
     command = [sys.executable, "-m", "whoopadmin.cli", "worker", "backfill", "--no-fork"]
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         partial = 0
@@ -109,12 +121,12 @@ def test_killed_no_fork_worker_its_backfill_is_retried(configured_app, linked, s
             time.sleep(0.2)
             partial = len(_stored(configured_app))
         assert partial, "the backfill job never started storing"
-        os.kill(first.pid, signal.SIGKILL)
+        os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
         sandbox.state.set_faults({"slow_rate": 0.0})
-        if first.poll() is None:
-            first.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
     partial = len(_stored(configured_app))
     # Nobody will heartbeat the job again. RQ's maintenance (any worker, every few
     # minutes) retries a job whose heartbeat lapsed: ask it now about 5 minutes ahead.
@@ -122,6 +134,9 @@ def test_killed_no_fork_worker_its_backfill_is_retried(configured_app, linked, s
         queue = Queue("backfill", connection=get_redis(configured_app))
         assert queue.started_job_registry.get_job_ids() == [f"backfill-{linked}"]
         queue.started_job_registry.cleanup(time.time() + 300)
+        # The retry is scheduled; the dead worker's scheduler still holds the queue's
+        # scheduler lock until it expires (61 s): let it have expired.
+        queue.connection.delete(RQScheduler.get_locking_key("backfill"))
     second = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
