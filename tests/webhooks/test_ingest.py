@@ -478,3 +478,23 @@ def test_the_stored_row_is_complete(hook):
         assert (event.whoop_user_id, event.object_id) == (USER, json.loads(body)["id"])
         assert event.body == json.loads(body)
         assert before <= event.received_at <= utcnow()
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "0", "999999999", "12"])
+def test_a_wrong_content_length_is_a_clean_refusal(hook, length):
+    """Unreadable, negative, zero, huge or short lengths: Flask answers a 4xx, nothing stored."""
+    flask_handled = FlaskRequests(hook.app)
+    body = hook.body(trace_id=f"length-{length}")
+    stamp = str(int(time.time() * 1000))
+    response = hook.client.post(
+        "/hooks/whoop/push",
+        data=body,
+        base_url=PUBLIC,
+        headers={
+            "X-WHOOP-Signature-Timestamp": stamp,
+            "X-WHOOP-Signature": whoop_signature(hook.secret, stamp, body),
+        },
+        environ_overrides={"CONTENT_LENGTH": length},
+    )
+    assert 400 <= response.status_code < 500, response.status_code
+    assert flask_handled.count == 1 and hook.events() == []
