@@ -9,6 +9,7 @@ import sqlite3
 
 from flask import Flask, abort, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -198,6 +199,31 @@ def route_by_host():
     return None
 
 
+# Assets keep their own caching (revalidated by ETag); they hold nothing private.
+STATIC_ENDPOINTS = {"static", "bootstrap.static"}
+API_PREFIX = "/api/"
+
+
+def _signed_in() -> bool:
+    try:
+        return bool(current_user.is_authenticated)
+    except Exception:  # the user could not be loaded (database down): treat it as private
+        return True
+
+
+def no_store(response):
+    """``Cache-Control: no-store`` on every API answer and every page for a signed-in user.
+
+    Errors included: a browser's back button or a shared proxy must never show one staff
+    member's page (or an API answer) to the next person at that machine.
+    """
+    if request.endpoint in STATIC_ENDPOINTS or request.blueprint == "webhooks":
+        return response  # webhooks never carry a session; assets are public
+    if request.path.startswith(API_PREFIX) or _signed_in():
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Install the host check, proxy fix, security headers and login settings on ``app``."""
     from whoopadmin.extensions import login_manager
@@ -212,6 +238,7 @@ def init_app(app: Flask) -> None:
     app.before_request(reject_nul)
     app.before_request(route_by_host)
     app.after_request(security_headers)
+    app.after_request(no_store)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
