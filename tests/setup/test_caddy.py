@@ -52,7 +52,15 @@ def served(configured_app):
     """The configured app on a real HTTP port, admin pages on ADMIN_HOST only."""
     # Set after the wizard, which the test client drives on http://localhost.
     configured_app.config["ADMIN_HOSTS"] = ADMIN_HOST
-    server = make_server("127.0.0.1", 0, configured_app, threaded=True)
+    configured_app.seen = []  # (path, the client address whoopadmin used) per request
+
+    def recorded(environ, start_response):
+        try:
+            return configured_app(environ, start_response)
+        finally:  # the proxy fix has set REMOTE_ADDR in this environ by now
+            configured_app.seen.append((environ.get("PATH_INFO"), environ.get("REMOTE_ADDR")))
+
+    server = make_server("127.0.0.1", 0, recorded, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_port
@@ -218,6 +226,17 @@ def test_internal_endpoints_are_not_served_from_outside(caddy):
         # Plain http only redirects to https (where the 404 above waits).
         _, response = _exchange(caddy["http"], site, "/metrics", tls=False)
         assert _status(response) in (301, 308) and b"whoopadmin_" not in response
+
+
+def test_a_forged_forwarded_for_does_not_change_the_visitors_address(caddy, configured_app):
+    """Caddy replaces the visitor's X-Forwarded-For, so PROXY_COUNT=1 sees the real one."""
+    configured_app.seen.clear()
+    forged = "X-Forwarded-For: 127.0.0.1\r\nForwarded: for=127.0.0.1\r\n"
+    _, response = _exchange(caddy["https"], CUSTOMER_HOST, "/healthz?forged", forged)
+    assert _status(response) == 200
+    assert [address for path, address in configured_app.seen if path == "/healthz"] == [OUTSIDER]
+    # Caddy's own question for the new name's certificate came straight from loopback.
+    assert ("/internal/tls/ask", "127.0.0.1") in configured_app.seen
 
 
 def test_public_pages_still_work_through_caddy(caddy):
