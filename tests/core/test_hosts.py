@@ -8,7 +8,10 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from tests.factories import make_link
 from tests.helpers import reset_schema
@@ -220,3 +223,37 @@ def test_a_real_server_answers_raw_malformed_hosts_with_a_400(app, caplog):
         server.server_close()
         thread.join(5)
     assert_nothing_logged(caplog)
+
+
+HOST_TEXT = st.one_of(
+    st.text(max_size=80),
+    # Bytes as a WSGI server hands them on (decoded as Latin-1).
+    st.binary(max_size=80).map(lambda b: b.decode("latin-1")),
+    # Almost-hosts: labels, dots, brackets, colons and digits in any order.
+    st.text(alphabet="ab1-.:[]%_ ", max_size=40),
+    st.from_regex(r"\[[0-9a-f:.]{0,45}\](:[0-9]{0,6})?", fullmatch=True),
+    st.from_regex(r"[a-z0-9-]{1,70}(\.[a-z0-9-]{0,70}){0,4}\.?(:[0-9]{0,6})?", fullmatch=True),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(host=HOST_TEXT)
+def test_any_host_header_is_a_page_or_a_400_never_a_crash(app, host):
+    """With no connection yet every valid host is an admin host: sign in first, or a 400."""
+    # Straight into a WSGI environ: the test client refuses line breaks in headers, and
+    # parses the request's URL itself afterwards.
+    environ = EnvironBuilder(path="/").get_environ()
+    environ["HTTP_HOST"] = host
+    body, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    text = b"".join(body).decode()
+    if hostname_of(host):
+        assert status.startswith("302"), host  # to the sign-in page
+    else:
+        assert status.startswith("400"), host
+        assert text.strip() == BAD_HOST
