@@ -13,6 +13,9 @@ from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Request, Response
+
+from whoopadmin.errors import wants_json
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -142,10 +145,6 @@ class HostGuard:
         host = environ.get("HTTP_HOST")
         if host is None or hostname_of(host):  # no header (HTTP/1.0): the server's name
             return self.wsgi_app(environ, start_response)
-        from werkzeug.wrappers import Request, Response
-
-        from whoopadmin.errors import wants_json
-
         if wants_json(Request(environ)):
             body = json.dumps({"error": "bad_request", "message": BAD_HOST}) + "\n"
             response = Response(body, 400, mimetype="application/json")
