@@ -164,6 +164,7 @@ def dns_check(
         raise click.BadParameter(str(exc), param_hint="--nameserver") from None
     if servers is None:
         servers = domains.parse_nameservers(current_app.config.get("DNS_NAMESERVERS") or None)
+    source = "--ca" if ca is not None else "WHOOPADMIN_ACME_CA"
     try:
         ca = (
             None
@@ -171,7 +172,7 @@ def dns_check(
             else domains.normalise_ca(current_app.config["ACME_CA"] if ca is None else ca)
         )
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--ca") from None
+        raise click.BadParameter(str(exc), param_hint=source) from None
     try:
         issuer = (
             domains.make_issuer_record(validation_name, "CNAME", validation_target, hostname)

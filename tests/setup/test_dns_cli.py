@@ -128,6 +128,13 @@ def test_a_bad_ca_name_is_a_usage_error(runner, dns, ca):
     assert "--ca" in result.output and "Traceback" not in result.output
 
 
+def test_a_bad_configured_ca_names_its_setting(runner, app, dns):
+    app.config["ACME_CA"] = "not a ca"
+    result = _check(runner, dns)
+    assert result.exit_code == 2 and "WHOOPADMIN_ACME_CA" in result.output
+    assert _check(runner, dns, "--no-caa").exit_code == 1  # records missing: checked anyway
+
+
 def test_ca_and_no_caa_together_are_a_usage_error(runner, dns):
     result = _check(runner, dns, "--ca", "letsencrypt.org", "--no-caa")
     assert result.exit_code == 2 and "not both" in result.output
