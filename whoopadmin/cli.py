@@ -128,6 +128,15 @@ def dns() -> None:
     help="IP:PORT to ask instead of the zone's own nameservers (repeatable).",
 )
 @click.option("--timeout", default=2.0, show_default=True, type=float, help="Per query, seconds.")
+@click.option(
+    "--ca",
+    metavar="NAME",
+    help="The certificate authority that CAA records must allow, as CAA names it "
+    "(default: WHOOPADMIN_ACME_CA, letsencrypt.org).",
+)
+@click.option(
+    "--no-caa", is_flag=True, help="Skip CAA (for a certificate from an issuer's own record)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def dns_check(
     hostname: str,
@@ -136,21 +145,34 @@ def dns_check(
     validation_target: str | None,
     nameservers: tuple[str, ...],
     timeout: float,
+    ca: str | None,
+    no_caa: bool,
     as_json: bool,
 ) -> None:
-    """Run the wizard's DNS checks for HOSTNAME; exit 0 when verified, 1 otherwise."""
+    """Run the wizard's DNS checks for HOSTNAME, CAA included; exit 0 when verified, 1 otherwise."""
     import json
 
     from whoopadmin import domains
 
     if bool(validation_name) != bool(validation_target):
         raise click.UsageError("give --validation-name and --validation-target together")
+    if ca is not None and no_caa:
+        raise click.UsageError("give --ca or --no-caa, not both")
     try:
         servers = domains.parse_nameservers(",".join(nameservers)) if nameservers else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--nameserver") from None
     if servers is None:
         servers = domains.parse_nameservers(current_app.config.get("DNS_NAMESERVERS") or None)
+    source = "--ca" if ca is not None else "WHOOPADMIN_ACME_CA"
+    try:
+        ca = (
+            None
+            if no_caa
+            else domains.normalise_ca(current_app.config["ACME_CA"] if ca is None else ca)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=source) from None
     try:
         issuer = (
             domains.make_issuer_record(validation_name, "CNAME", validation_target, hostname)
@@ -160,14 +182,23 @@ def dns_check(
         records = domains.expected_records(hostname, target, None, None, issuer)
     except ValueError as exc:  # InvalidHostname included: exit 2, as for any bad argument
         raise click.UsageError(str(exc)) from None
-    result = domains.check_domain(hostname, records, nameservers=servers, timeout=timeout, ca=None)
+    result = domains.check_domain(hostname, records, nameservers=servers, timeout=timeout, ca=ca)
     if as_json:
-        findings = [{"code": f.code, "message": f.message, "fix": f.fix} for f in result.findings]
-        click.echo(json.dumps({"status": result.status, "findings": findings}, indent=2))
+        findings = [
+            {**f.to_dict(), "temporary": f.severity == "temporary"} for f in result.findings
+        ]
+        answer = {
+            "status": result.status,
+            "temporary": result.temporary,
+            "caa_checked_for": ca,
+            "findings": findings,
+        }
+        click.echo(json.dumps(answer, indent=2))
     else:
         click.echo(f"{result.hostname}: {result.status}")
+        click.echo(f"  CAA checked for {ca}" if ca else "  CAA not checked (--no-caa)")
         for finding in result.findings:
-            click.echo(f"  [{finding.code}] {finding.message}")
+            click.echo(f"  [{finding.code}] {finding.severity}: {finding.message}")
             if finding.fix:
                 click.echo(f"      fix: {finding.fix}")
     raise SystemExit(0 if result.status == domains.VERIFIED else 1)

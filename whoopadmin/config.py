@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from whoopadmin import peers
 from whoopadmin.crypto import CryptoError, KeyRing, generate_key
 from whoopadmin.domains import parse_nameservers
 
@@ -36,10 +37,13 @@ DEFAULTS: dict[str, object] = {
     "DNS_TIMEOUT": 2.0,
     # The CA that CAA records must allow (Caddy's default issuer).
     "ACME_CA": "letsencrypt.org",
-    # Who may ask /internal/tls/ask (the TLS server in front; comma-separated addresses).
+    # Internal endpoints (see whoopadmin/peers.py): who may ask /internal/tls/ask (the TLS
+    # server in front) and, without a token, scrape /metrics — comma-separated addresses
+    # or networks that every hop of the request must come from.
     "TLS_ASK_ALLOWED": "127.0.0.1,::1",
-    # Who may scrape /metrics (comma-separated addresses).
     "METRICS_ALLOWED": "127.0.0.1,::1",
+    # When set, /metrics answers only "Authorization: Bearer <token>", from any address.
+    "METRICS_TOKEN": None,
     "WHOOP_TIMEOUT": 10.0,
     # How long each web process keeps a connection's webhook secrets in memory: a new
     # client secret is used by every process at most this long after it is saved.
@@ -165,6 +169,14 @@ def finalise(app: Flask) -> None:
         parse_nameservers(app.config.get("DNS_NAMESERVERS") or None)
     except ValueError as exc:
         raise ConfigError(f"WHOOPADMIN_DNS_NAMESERVERS: {exc}") from None
+    for name in ("TLS_ASK_ALLOWED", "METRICS_ALLOWED"):
+        try:
+            peers.parse_networks(str(app.config.get(name) or ""))
+        except ValueError as exc:
+            raise ConfigError(f"WHOOPADMIN_{name}: {exc}.") from None
+    token = app.config.get("METRICS_TOKEN")
+    if token and (problem := peers.check_token(str(token))):
+        raise ConfigError(f"WHOOPADMIN_METRICS_TOKEN {problem}.")
     for name in NUMBERS:
         try:
             value = float(app.config[name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, make_response, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -18,12 +19,13 @@ TITLES = {
 }
 
 
-def wants_json() -> bool:
+def wants_json(req=None) -> bool:
     """Return whether the caller is a program (API, health checks) rather than a browser."""
-    if request.path.startswith(("/api/", "/hooks/", "/internal/", "/healthz", "/readyz")):
+    req = req or request
+    if req.path.startswith(("/api/", "/hooks/", "/internal/", "/healthz", "/readyz")):
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and not request.accept_mimetypes.accept_html
+    best = req.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and not req.accept_mimetypes.accept_html
 
 
 def render_error(code: int, message: str, retry_after: int | None = None):
@@ -31,6 +33,8 @@ def render_error(code: int, message: str, retry_after: int | None = None):
     title = TITLES.get(code, "Error")
     if wants_json():
         body = jsonify(error=title.lower().replace(" ", "_"), message=message)
+    elif request_ctx.url_adapter is None:  # no URLs can be built (a host Werkzeug refused)
+        body = make_response(f"{title}: {message}\n", {"Content-Type": "text/plain"})
     else:
         body = render_template("errors/error.html", code=code, title=title, message=message)
     response = make_response(body, code)

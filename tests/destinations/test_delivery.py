@@ -305,7 +305,7 @@ def test_dns_rebinding_is_caught_at_delivery_time(app, receiver, monkeypatch, ne
     emit(app, conn_id)
     run_jobs(app, ("deliveries",))
     (row,) = deliveries(app)
-    assert "127.0.0.1 is a loopback address" in row.last_error
+    assert "hooks.rebind.test resolves to 127.0.0.1, a loopback address" in row.last_error
     assert receiver.requests == [] and network_guard == []
 
 

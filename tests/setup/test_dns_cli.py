@@ -41,7 +41,12 @@ def test_verified_exits_zero(runner, records):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"status": "verified", "findings": []}
+    assert json.loads(result.output) == {
+        "status": "verified",
+        "temporary": False,
+        "caa_checked_for": "letsencrypt.org",
+        "findings": [],
+    }
 
 
 def test_wrong_target_exits_one_with_findings(runner, records):
@@ -50,7 +55,89 @@ def test_wrong_target_exits_one_with_findings(runner, records):
     data = json.loads(result.output)
     assert data["status"] == "misconfigured"
     assert [f["code"] for f in data["findings"]] == ["wrong_target"]
-    assert "lb.elsewhere.example" in data["findings"][0]["message"]
+    (finding,) = data["findings"]
+    assert "lb.elsewhere.example" in finding["message"]
+    assert finding["severity"] == "error" and finding["temporary"] is False
+    assert finding["record"] == "bad.acme.test" and finding["fix"]
+
+
+# ----------------------------------------------------------------------------- CAA
+
+WHOOP_OK = "whoop CNAME edge.whoopadmin.test.\n"
+
+
+def _caa_zone(dns, caa: str) -> None:
+    dns.load_zone(zone("acme.test", WHOOP_OK + caa), origin="acme.test")
+
+
+def _check(runner, dns, *args):
+    return _invoke(runner, dns, "whoop.acme.test", "--target", "edge.whoopadmin.test", *args)
+
+
+def test_caa_that_allows_only_another_ca_is_not_verified(runner, dns):
+    _caa_zone(dns, '@ CAA 0 issue "other-ca.example"\n')
+    result = _check(runner, dns, "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "misconfigured" and data["caa_checked_for"] == "letsencrypt.org"
+    (finding,) = data["findings"]
+    assert finding["code"] == "caa_forbids"
+    assert finding["severity"] == "error" and finding["temporary"] is False
+    assert "other-ca.example" in finding["message"]
+    assert '0 issue "letsencrypt.org"' in finding["fix"]
+    # The text output says the same, with the severity.
+    text = _check(runner, dns)
+    assert text.exit_code == 1
+    assert "whoop.acme.test: misconfigured" in text.output
+    assert "[caa_forbids] error:" in text.output
+
+
+def test_caa_is_checked_for_the_configured_ca_or_the_one_named(runner, app, dns):
+    _caa_zone(dns, '@ CAA 0 issue "other-ca.example"\n')
+    assert _check(runner, dns, "--ca", "Other-CA.example.").exit_code == 0
+    assert _check(runner, dns, "--ca", "letsencrypt.org").exit_code == 1
+    skipped = _check(runner, dns, "--no-caa", "--json")
+    assert skipped.exit_code == 0
+    assert json.loads(skipped.output)["caa_checked_for"] is None
+    app.config["ACME_CA"] = "other-ca.example"  # WHOOPADMIN_ACME_CA
+    assert _check(runner, dns).exit_code == 0
+    _caa_zone(dns, '@ CAA 0 issue "letsencrypt.org"\n')
+    assert _check(runner, dns).exit_code == 1
+
+
+def test_caa_that_cannot_be_read_is_a_temporary_finding(runner, dns):
+    _caa_zone(dns, "")
+    dns.set_fault("servfail", "whoop.acme.test", rdtypes=["CAA"])
+    result = _check(runner, dns, "--json")
+    # As in the wizard, DNS trouble that the next check may not see fails nothing by
+    # itself: the records are right, and the finding says the CAA check was not done.
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "verified" and data["temporary"] is True
+    (finding,) = data["findings"]
+    assert finding["severity"] == "temporary" and finding["temporary"] is True
+    # In words: no exception class names.
+    assert "could not be read: every nameserver failed to answer" in finding["message"]
+    assert "NoNameservers" not in result.output
+
+
+@pytest.mark.parametrize("ca", ["", "x", "lets encrypt.org", "létsencrypt.org", "192.0.2.1"])
+def test_a_bad_ca_name_is_a_usage_error(runner, dns, ca):
+    result = _check(runner, dns, "--ca", ca)
+    assert result.exit_code == 2
+    assert "--ca" in result.output and "Traceback" not in result.output
+
+
+def test_a_bad_configured_ca_names_its_setting(runner, app, dns):
+    app.config["ACME_CA"] = "not a ca"
+    result = _check(runner, dns)
+    assert result.exit_code == 2 and "WHOOPADMIN_ACME_CA" in result.output
+    assert _check(runner, dns, "--no-caa").exit_code == 1  # records missing: checked anyway
+
+
+def test_ca_and_no_caa_together_are_a_usage_error(runner, dns):
+    result = _check(runner, dns, "--ca", "letsencrypt.org", "--no-caa")
+    assert result.exit_code == 2 and "not both" in result.output
 
 
 def test_missing_record_text_output(runner, records):

@@ -76,13 +76,21 @@ def get_destination(destination_id: int) -> Destination | None:
     return db.session.get(Destination, destination_id)
 
 
+# Said when a URL is refused for a private address, so a developer knows the way out.
+PRIVATE_HINT = (
+    "To deliver to private addresses during development, set "
+    "WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS=true (never in production)."
+)
+
+
 def check_url(url: str) -> str:
     """The URL, trimmed, if it may be a destination now; DestinationError (field url) if not."""
     url = (url or "").strip()
     try:
         transport.check(url, allow_private(), resolver=transport.resolve)
     except transport.DestinationRefused as exc:
-        raise DestinationError(str(exc), "url") from None
+        message = f"{exc} {PRIVATE_HINT}" if exc.private else str(exc)
+        raise DestinationError(message, "url") from None
     return url
 
 

@@ -11,6 +11,7 @@ from whoopadmin.domains.checks import (
     ZoneNotFound,
     check_domain,
     find_zone,
+    normalise_ca,
     parse_nameservers,
     refuse_apex,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "make_issuer_record",
     "next_check_at",
     "next_status",
+    "normalise_ca",
     "normalise_hostname",
     "parse_nameservers",
     "refuse_apex",

@@ -19,6 +19,7 @@ Finding codes are stable (stored, shown, matched by the UI): see :data:`FINDING_
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,7 @@ __all__ = [
     "ZoneNotFound",
     "check_domain",
     "find_zone",
+    "normalise_ca",
     "parse_nameservers",
     "refuse_apex",
 ]
@@ -64,6 +66,8 @@ Nameserver = tuple[str, int]
 
 #: The CA whose certificates the default setup uses; CAA must allow it.
 DEFAULT_CA = "letsencrypt.org"
+# How a CAA record names a certificate authority: a domain name (RFC 8659 §4.2).
+_CA_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 DEFAULT_TIMEOUT = 2.0
 
 # Severities: "error" — the operator must change something; "pending" — not there yet,
@@ -94,6 +98,17 @@ FINDING_CODES: dict[str, str] = {
 _TEMPORARY_KINDS = ("timeout", "servfail", "lame_nameserver", "bad_response")
 _KNOWN_CAA_TAGS = {"issue", "issuewild", "iodef", "issuemail", "issuevmc", "contactemail"}
 _MAX_CNAME_HOPS = 8
+
+
+def normalise_ca(name: str) -> str:
+    """A CA's CAA name (``letsencrypt.org``), lower-cased; ValueError if it cannot be one."""
+    text = (name or "").strip().lower().rstrip(".")
+    if not _CA_NAME.fullmatch(text):
+        raise ValueError(
+            f"{name!r} is not a certificate authority's domain as CAA names it "
+            "(such as letsencrypt.org)"
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- results
@@ -312,7 +327,7 @@ def find_zone(
         raise ZoneNotFound(f"No DNS zone holds {hostname}.") from exc
     except dns.exception.DNSException as exc:
         raise DNSTemporaryError(
-            "bad_response", f"DNS gave an unusable answer for {hostname}: {exc}"
+            "bad_response", f"DNS gave no usable answer for {hostname}: {_dns_problem(exc)}."
         ) from exc
     # An unregistered domain "belongs" to its TLD (or the root): that is no zone of theirs.
     if len(zone.labels) <= 2:
@@ -428,7 +443,7 @@ class _Asker:
             self._timed_out.add(server)
             return _Reply("timeout", detail=f"no answer within {_secs(self.timeout)}")
         except (dns.exception.DNSException, OSError, ValueError, EOFError) as exc:
-            return _Reply("bad_response", detail=f"{type(exc).__name__}: {exc}")
+            return _Reply("bad_response", detail=_dns_problem(exc))
         rcode = response.rcode()
         if rcode == dns.rcode.SERVFAIL:
             return _Reply("servfail", detail="SERVFAIL")
@@ -444,6 +459,23 @@ class _Asker:
         if not response.answer:
             return _Reply("nodata", [], negative_ttl, "no records")
         return _Reply("answer", list(response.answer))
+
+
+def _dns_problem(exc: BaseException) -> str:
+    """Why a DNS question got no usable answer, in words (never an exception's class name)."""
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return "every nameserver failed to answer (SERVFAIL or refused)"
+    if isinstance(exc, dns.query.UnexpectedSource):
+        return "the reply came from another address than the one asked"
+    if isinstance(exc, dns.query.BadResponse):
+        return "the reply did not match the question"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the connection was refused"
+    if isinstance(exc, OSError):
+        return "the network failed"
+    if isinstance(exc, (dns.exception.FormError, ValueError, EOFError)):
+        return "the reply was malformed"
+    return "the reply could not be used"
 
 
 def _negative_ttl(response: dns.message.Message) -> int | None:
@@ -820,14 +852,15 @@ def _check_caa(
             )
         ]
     except dns.exception.DNSException as exc:
+        problem = _dns_problem(exc)
         return [
             Finding(
                 "servfail",
                 "temporary",
                 None,
-                f"The CAA records for {hostname} could not be read ({exc}).",
+                f"The CAA records for {hostname} could not be read: {problem}.",
                 "Nothing to do: the check is retried automatically.",
-                [f"CAA {name.to_text(omit_final_dot=True)}: {type(exc).__name__}"],
+                [f"CAA {name.to_text(omit_final_dot=True)}: {problem}"],
             )
         ]
     return []
@@ -1067,7 +1100,7 @@ def _problem_finding(record: ExpectedRecord, server: _Server, reply: _Reply | No
             "or add the zone to it.",
         ),
         "bad_response": (
-            f"The nameserver {server.label} sent a reply that is not valid DNS ({detail}).",
+            f"The nameserver {server.label} gave no usable answer: {detail}.",
             "Usually temporary and retried automatically; if it persists, ask your DNS provider.",
         ),
     }

@@ -211,11 +211,24 @@ def _to_ascii(host: str) -> str:
         raise InvalidHostname("empty_label", f"{host} has an empty part between two dots.") from exc
     except dns.exception.DNSException as exc:
         raise InvalidHostname(
-            "not_idna",
-            f"{host} contains characters that cannot be used in an internationalised "
-            f"domain name ({exc}).",
+            "not_idna", f"{host} cannot be a domain name: {_idna_problem(exc)}."
         ) from exc
     return name.to_text(omit_final_dot=True).lower()
+
+
+def _idna_problem(exc: Exception) -> str:
+    """What the IDNA codec refused, in words (its own messages name codecs and exceptions)."""
+    text = str(exc)
+    if code := re.search(r"U\+([0-9A-Fa-f]{4,6})", text):
+        char = chr(int(code.group(1), 16))
+        visible = char.isprintable() and not char.isspace()
+        shown = f"the character '{char}'" if visible else "an invisible character"
+        return f"{shown} (U+{code.group(1).upper()}) is not allowed in one"
+    if "punycode" in text.lower():
+        return "a part that starts with xn-- is not valid punycode"
+    if "directionality" in text.lower() or "bidi" in text.lower():
+        return "it mixes right-to-left and left-to-right writing in a way domain names forbid"
+    return "it is not a valid internationalised domain name"
 
 
 def _normalise_target(text: str, what: str, *, allow_underscore: bool = True) -> str:

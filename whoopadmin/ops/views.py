@@ -1,4 +1,4 @@
-"""The jobs page (operators) and /metrics (internal addresses only)."""
+"""The jobs page (operators) and /metrics (a bearer token, or this machine only)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     url_for,
 )
 from flask_login import current_user
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
-from whoopadmin import audit
+from whoopadmin import audit, peers
 from whoopadmin.auth.guards import operator_required
 from whoopadmin.extensions import db, limiter
 from whoopadmin.ops import service
@@ -68,8 +69,17 @@ def delete_job(queue: str, job_id: str):
 @bp.get("/metrics")
 @limiter.exempt
 def metrics():
-    """Prometheus metrics; only for the addresses allowed to ask (like the TLS endpoint)."""
-    allowed = {a.strip() for a in str(current_app.config["METRICS_ALLOWED"]).split(",")}
-    if request.remote_addr not in allowed:
-        abort(403, "Metrics are for internal addresses only.")
+    """Prometheus metrics: with WHOOPADMIN_METRICS_TOKEN, for its bearer; else this machine."""
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        matches = peers.bearer_matches(token)
+        if matches is None:
+            raise Unauthorized(
+                "Send the metrics token: Authorization: Bearer <WHOOPADMIN_METRICS_TOKEN>.",
+                www_authenticate=WWWAuthenticate("bearer", {"realm": "metrics"}),
+            )
+        if not matches:
+            abort(403, "That is not the metrics token.")
+    elif not peers.internal_request(current_app.config["METRICS_ALLOWED"]):
+        abort(403, "Metrics are for this machine only (or set WHOOPADMIN_METRICS_TOKEN).")
     return Response(service.metrics_text(), mimetype="text/plain; version=0.0.4")

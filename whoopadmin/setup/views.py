@@ -15,6 +15,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from whoopadmin import peers
 from whoopadmin.auth.guards import operator_required
 from whoopadmin.extensions import csrf, limiter
 from whoopadmin.setup import service, steps
@@ -452,8 +453,7 @@ def connect_links(environment: str):
 @csrf.exempt
 def tls_ask():
     """Caddy's on-demand TLS question: 200 only for verified or active hostnames."""
-    allowed = {a.strip() for a in str(current_app.config["TLS_ASK_ALLOWED"]).split(",")}
-    if request.remote_addr not in allowed:
+    if not peers.internal_request(current_app.config["TLS_ASK_ALLOWED"]):
         abort(403, "Not an allowed TLS server address.")
     domain = request.args.get("domain", "")
     if not domain or len(domain) > 300:
