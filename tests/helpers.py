@@ -83,6 +83,13 @@ class EndUser:
     def connect(self, token: str, action: str = "approve"):
         return self.callback(self.consent(self.start(token), action))
 
+    def landing(self, response):
+        """Follow the callback's 303 to the hosted result page (on the connection's host)."""
+        assert response.status_code == 303, response.status_code
+        location = response.headers["Location"]
+        assert location.startswith("/connect/done/"), location
+        return self.client.get(location, base_url=PUBLIC)
+
 
 def query(location: str) -> dict[str, str]:
     """The query parameters of a redirect."""
