@@ -54,7 +54,7 @@ def test_timeline_from_a_real_flow(configured_app, linked, sandbox, member, supp
     for kind in ("connect", "job", "webhook", "token_refresh"):
         assert f'data-kind="{kind}"' in page, kind
     assert "trace id trace-support-1" in page
-    assert "backfill of sleep" in page
+    assert "Backfill of sleep" in page
     assert "<polyline" in page  # the recovery/HRV charts have data
     assert 'aria-label="data freshness"' in page and "<rect" in page
     assert 'data-type="sleep"' in page and 'data-testid="raw-record"' in page
@@ -180,7 +180,7 @@ def test_support_actions_are_queued_and_audited(configured_app, linked, support_
         ).all()
     assert {"link.resync", "link.refresh_now", "link.reconnect_link"} <= set(actions)
     # The staff actions show on the timeline too.
-    assert "staff: resync" in support_client.get(page).get_data(as_text=True)
+    assert "Re-sync requested" in support_client.get(page).get_data(as_text=True)
 
 
 def test_disconnect_is_for_operators(configured_app, linked, support_client, sandbox):

@@ -483,7 +483,11 @@ def disconnect(link: Link, actor) -> str | None:
             connection_id=link.connection_id,
             link_id=link.id,
             kind="disconnect",
-            details={"by": actor_label, "whoop_revoke_error": whoop_error},
+            details={
+                "by": actor_label,
+                "whoop_revoked": bool(token) and whoop_error is None,
+                "whoop_revoke_error": whoop_error,
+            },
         )
     )
     if getattr(actor, "email", None):
