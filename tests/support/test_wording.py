@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import requests
 import sqlalchemy as sa
 from rq import Queue
 
 from tests.factories import make_link, make_user
-from tests.helpers import AuthActions, csrf_from
+from tests.helpers import AuthActions, post_form, spend_refresh_token
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
@@ -24,11 +23,6 @@ def operator(configured_app):
     client = configured_app.test_client()
     AuthActions(client).login()
     return client
-
-
-def _post(client, path, page):
-    token = csrf_from(client.get(page).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token})
 
 
 def _uid(app, link_id):
@@ -46,7 +40,7 @@ def _text(html: str) -> str:
 
 def test_disconnect_reads_as_words(configured_app, linked, operator):
     page = f"/links/{_uid(configured_app, linked)}"
-    flash = operator.get(_post(operator, f"{page}/disconnect", page).headers["Location"])
+    flash = operator.get(post_form(operator, f"{page}/disconnect", page).headers["Location"])
     timeline = _text(_timeline(flash.text))
     assert "Disconnected" in timeline
     assert "by operator@example.com: revoked at WHOOP, tokens wiped" in timeline
@@ -59,20 +53,7 @@ def test_invalid_grant_says_what_happened(configured_app, linked, operator, sand
 
     with configured_app.app_context():
         refresh_token = db.session.get(Link, linked).refresh_token
-    # WHOOP's refresh tokens are single use: spend it behind whoopadmin's back.
-    spent = requests.post(
-        sandbox.token_url,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "client_id": configured_app.whoop_app.client_id,
-            "client_secret": configured_app.whoop_app.client_secret,
-            "scope": "offline",
-        },
-        timeout=10,
-    )
-    assert spent.status_code == 200
-    spent.close()
+    spend_refresh_token(configured_app, sandbox, refresh_token)
     with configured_app.app_context():
         assert tokens.refresh_link(linked, "scheduled", force=True) == "reauth_required"
     html = operator.get(f"/links/{_uid(configured_app, linked)}").text
@@ -104,7 +85,7 @@ def test_resync_and_refresh_are_refused_with_a_reason(configured_app, operator, 
     assert re.search(r"<button[^>]*disabled[^>]*>Refresh tokens now</button>", html)
     for action, word in (("resync", "Not re-synced."), ("refresh", "Not refreshed.")):
         # A script posts anyway (the disabled button is only a hint): still refused.
-        answer = _post(operator, f"{page}/{action}", page)
+        answer = post_form(operator, f"{page}/{action}", page)
         assert answer.headers["Location"] == page
         shown = operator.get(page).text
         assert word in shown and "reconnect link" in shown and "queued" not in shown
@@ -119,13 +100,13 @@ def test_resync_and_refresh_are_refused_with_a_reason(configured_app, operator, 
 def test_an_active_link_can_still_be_resynced(configured_app, linked, operator):
     page = f"/links/{_uid(configured_app, linked)}"
     assert 'data-testid="sync-refusal"' not in operator.get(page).text
-    shown = operator.get(_post(operator, f"{page}/resync", page).headers["Location"]).text
+    shown = operator.get(post_form(operator, f"{page}/resync", page).headers["Location"]).text
     assert "Re-sync queued" in shown
 
 
 def test_audit_targets_are_named_and_linked(configured_app, linked, operator):
     page = f"/links/{_uid(configured_app, linked)}"
-    _post(operator, f"{page}/disconnect", page)
+    post_form(operator, f"{page}/disconnect", page)
     with configured_app.app_context():
         staff_id = db.session.scalar(sa.select(AuditEvent.actor_id).where(AuditEvent.actor_id > 0))
     html = operator.get("/audit").text

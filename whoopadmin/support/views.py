@@ -104,32 +104,40 @@ def _act(uid: str):
     return _link(uid)
 
 
+def _queue(uid: str, action, done: str, refused: str):
+    """Run a queueing action on a link; flash what happened, or why it was refused."""
+    link = _act(uid)
+    try:
+        action(current_user, link)
+    except service.ActionRefused as exc:
+        flash(f"{refused} {exc}", "danger")
+    else:
+        flash(done, "success")
+    return redirect(url_for("support.show_link", uid=uid), 303)
+
+
 @bp.post("/links/<uid>/resync")
 @staff_required
 def resync(uid: str):
     """Re-sync the last 30 days."""
-    link = _act(uid)
-    try:
-        service.resync(current_user, link)
-    except service.ActionRefused as exc:
-        flash(f"Not re-synced. {exc}", "danger")
-    else:
-        flash("Re-sync queued: the last 30 days are fetched again.", "success")
-    return redirect(url_for("support.show_link", uid=uid), 303)
+    return _queue(
+        uid,
+        service.resync,
+        "Re-sync queued: the last 30 days are fetched again.",
+        "Not re-synced.",
+    )
 
 
 @bp.post("/links/<uid>/refresh")
 @staff_required
 def refresh(uid: str):
     """Refresh the tokens now."""
-    link = _act(uid)
-    try:
-        service.refresh_now(current_user, link)
-    except service.ActionRefused as exc:
-        flash(f"Not refreshed. {exc}", "danger")
-    else:
-        flash("Token refresh queued: the timeline shows the result.", "success")
-    return redirect(url_for("support.show_link", uid=uid), 303)
+    return _queue(
+        uid,
+        service.refresh_now,
+        "Token refresh queued: the timeline shows the result.",
+        "Not refreshed.",
+    )
 
 
 @bp.post("/links/<uid>/reconnect")
