@@ -181,3 +181,37 @@ def test_support_staff_see_the_same_words(configured_app, linked):
     AuthActions(client).login("support@example.com", "support-password")
     timeline = _text(_timeline(client.get(f"/links/{_uid(configured_app, linked)}").text))
     assert "Connected — as user-42 (connect link cs_" in timeline
+
+
+def test_jobs_page_says_what_each_periodic_job_does(configured_app, operator):
+    text = _text(operator.get("/jobs").text)
+    assert "DNS checks that are due" in text and "every minute" in text
+    assert "every 5 minutes" in text and "every hour" in text
+    assert " 60 s " not in text and "3600 s" not in text
+    assert "Nothing has run yet: is whoopadmin cron running?" in text
+    assert [wording.every(n) for n in (1, 90, 7200, 86400)] == [
+        "every 1 second",
+        "every 90 seconds",
+        "every 2 hours",
+        "every day",
+    ]
+
+
+def test_go_live_checklist_does_not_repeat_itself(configured_app, operator, wizard):
+    text = _text(operator.get("/setup/production/go-live").text)
+    assert text.count("WHOOP accepted the client id and secret") == 1
+    wizard.create("staging", "Acme staging")
+    staging = _text(operator.get("/setup/staging/go-live").text)
+    assert "Choose a subdomain first." in staging and "Status: draft" not in staging
+
+
+def test_recent_connect_links_say_whether_they_connected(configured_app, end_user, new_session):
+    operator = configured_app.test_client()
+    AuthActions(operator).login()
+    end_user.connect(new_session(reference_id="did-connect"))
+    new_session(reference_id="still-open")
+    rows = operator.get("/setup/production/connect-links").text.split('data-testid="recent-links"')[
+        1
+    ]
+    rows = {r.split("</td>")[1]: _text(r) for r in rows.split("<tr>")[2:]}
+    assert "connected" in rows["<td>did-connect"] and "open" in rows["<td>still-open"]

@@ -18,6 +18,8 @@ bp = Blueprint("support", __name__)
 bp.add_app_template_filter(wording.counted, "counted")
 bp.add_app_template_global(wording.action_text, "action_text")
 bp.add_app_template_global(wording.detail_pairs, "detail_pairs")
+bp.add_app_template_filter(wording.every, "every")
+bp.add_app_template_global(wording.PERIODIC_PURPOSES, "periodic_purposes")
 
 
 def _int_arg(name: str) -> int | None:
@@ -161,7 +163,11 @@ def disconnect(uid: str):
     link = _act(uid)
     error = connect_service.disconnect(link, current_user)
     if error:
-        flash(f"Disconnected here; WHOOP's revocation failed ({error}).", "warning")
+        flash(
+            f"Disconnected here (tokens wiped), but WHOOP's revocation failed ({error}): "
+            "WHOOP may still list the app for the member.",
+            "warning",
+        )
     else:
         flash("Disconnected: revoked at WHOOP, tokens wiped.", "success")
     return redirect(url_for("support.show_link", uid=uid), 303)

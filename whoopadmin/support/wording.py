@@ -61,6 +61,26 @@ def detail_text(details: Mapping[str, Any] | None) -> str:
     return " · ".join(f"{label}: {value}" for label, value in detail_pairs(details))
 
 
+def every(seconds: int) -> str:
+    """An interval in words: ``every minute``, ``every 5 minutes``, ``every hour``."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"every {unit}" if count == 1 else f"every {counted(count, unit)}"
+    return f"every {counted(seconds, 'second')}"
+
+
+# What each periodic job of ``whoopadmin cron`` is for (jobs page).
+PERIODIC_PURPOSES = {
+    "whoopadmin.setup.jobs.check_due_domains": "DNS checks that are due",
+    "whoopadmin.sync.jobs.refresh_due": "Token refreshes before tokens expire",
+    "whoopadmin.webhooks.jobs.sweep_events": "Webhooks stored but never queued",
+    "whoopadmin.sync.jobs.reconcile_due": "Re-reading recent data (missed webhooks)",
+    "whoopadmin.sync.jobs.cleanup_expired": "Clean-up of expired connect links and states",
+    "whoopadmin.destinations.service.retry_due": "Delivery retries that are due",
+}
+
+
 # --------------------------------------------------------------------------- link events
 
 # Why a connect failed, in the words support staff use (the code follows in brackets).
