@@ -111,6 +111,13 @@ def select_locale() -> str:
     return g.get("page_language") or browser_language()
 
 
+def vary_on_language(response):
+    """A page on a connection's host may differ by Accept-Language: tell caches so."""
+    if g.get("connection") is not None or g.get("public_page"):
+        response.vary.add("Accept-Language")
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Bind Flask-Babel to ``app`` with the package's catalogues and the selector above."""
     from flask_babel import get_locale
@@ -123,3 +130,4 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS),
     )
     app.jinja_env.globals["get_locale"] = get_locale  # for <html lang="…">
+    app.after_request(vary_on_language)

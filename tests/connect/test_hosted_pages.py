@@ -216,7 +216,9 @@ def test_accept_language_chooses_when_the_session_names_none(configured_app, end
     token = new_session()
     assert "Weiter zu WHOOP" in _open(end_user, token, accept="de-DE,de;q=0.9,en;q=0.5").text
     assert "Continue to WHOOP" in _open(end_user, token, accept="fr-FR,en;q=0.8,de;q=0.1").text
-    assert "Continue to WHOOP" in _open(end_user, token).text  # no header: English
+    plain = _open(end_user, token)
+    assert "Continue to WHOOP" in plain.text  # no header: English
+    assert "Accept-Language" in plain.headers["Vary"]  # caches keep one copy per language
     english = new_session(language="en")
     assert "Continue to WHOOP" in _open(end_user, english, accept="de").text
 
