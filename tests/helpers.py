@@ -83,6 +83,37 @@ class EndUser:
     def connect(self, token: str, action: str = "approve"):
         return self.callback(self.consent(self.start(token), action))
 
+    def landing(self, response):
+        """Follow the callback's 303 to the hosted result page (on the connection's host)."""
+        assert response.status_code == 303, response.status_code
+        location = response.headers["Location"]
+        assert location.startswith("/connect/done/"), location
+        return self.client.get(location, base_url=PUBLIC)
+
+
+def post_form(client, path: str, page: str):
+    """POST a button's form at ``path`` with the CSRF token of ``page``, as a browser would."""
+    return client.post(
+        path, data={"csrf_token": csrf_from(client.get(page).get_data(as_text=True))}
+    )
+
+
+def spend_refresh_token(app, sandbox, refresh_token: str) -> None:
+    """Use a link's refresh token at WHOOP behind whoopadmin's back (they are single use)."""
+    used = requests.post(
+        sandbox.token_url,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": app.whoop_app.client_id,
+            "client_secret": app.whoop_app.client_secret,
+            "scope": "offline",
+        },
+        timeout=10,
+    )
+    assert used.status_code == 200, used.text
+    used.close()
+
 
 def query(location: str) -> dict[str, str]:
     """The query parameters of a redirect."""

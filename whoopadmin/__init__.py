@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the whoopadmin app: defaults → instance/config.py → WHOOPADMIN_* env → test_config."""
-    from whoopadmin import config, errors, extensions, models, redisconn, web
+    from whoopadmin import config, errors, extensions, i18n, models, redisconn, web
 
     test_config = dict(test_config or {})
     instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get(
@@ -49,6 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     extensions.csrf.init_app(app)
     extensions.bootstrap.init_app(app)
     extensions.limiter.init_app(app)
+    i18n.init_app(app)
 
     from whoopadmin.webhooks.fastpath import FastPath
 

@@ -36,7 +36,12 @@ def render_error(code: int, message: str, retry_after: int | None = None):
     elif request_ctx.url_adapter is None:  # no URLs can be built (a host Werkzeug refused)
         body = make_response(f"{title}: {message}\n", {"Content-Type": "text/plain"})
     else:
-        body = render_template("errors/error.html", code=code, title=title, message=message)
+        from whoopadmin.connect.hosted import error_page
+
+        # On a connection's host the visitor is an end user: their language, no admin links.
+        body = error_page(code) or render_template(
+            "errors/error.html", code=code, title=title, message=message
+        )
     response = make_response(body, code)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)

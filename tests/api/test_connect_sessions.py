@@ -123,7 +123,8 @@ def test_edges_that_are_accepted(live_app, api):
         {**BASE, "reference_id": "x" * 255},
         {**BASE, "reference_id": "ünïcödé 用户 42"},
         {**BASE, "language": "en"},
-        {**BASE, "language": "zh-Hant-TW"},
+        {**BASE, "language": "de"},
+        {**BASE, "language": "de-Latn-AT"},
         {**BASE, "success_redirect_url": "https://app.acme.test"},
         {**BASE, "success_redirect_url": "HTTPS://APP.ACME.TEST/Done"},
         {**BASE, "success_redirect_url": "http://localhost:3000/cb"},
@@ -294,6 +295,31 @@ def test_bad_language_tags(live_app, api):
         assert_refused(
             live_app, api, {**BASE, "language": value}, 400, "invalid_request", "language"
         )
+
+
+UNSUPPORTED_LANGUAGES = ["fr", "zh-Hant-TW", "xx", "eng", "fr-DE", "und"]
+
+
+def test_languages_without_a_translation_are_422(live_app, api):
+    """Well-formed, but no page exists in that language: a clear 422, nothing created."""
+    for value in UNSUPPORTED_LANGUAGES:
+        response = assert_refused(
+            live_app, api, {**BASE, "language": value}, 422, "unsupported_language", "language"
+        )
+        assert "de, en" in response.json["message"] or "en, de" in response.json["message"]
+
+
+def test_supported_languages_are_kept_as_given(live_app, api):
+    for value in ("de", "DE", "de-AT", "de-XX", "en-GB"):
+        response = create(api, {**BASE, "language": value})
+        assert response.status_code == 201, (value, response.json)
+        with live_app.app_context():
+            session = db.session.scalar(
+                sa.select(ConnectSession).where(
+                    ConnectSession.public_id == response.json["session_id"]
+                )
+            )
+            assert session.language == value
 
 
 def test_language_with_a_trailing_newline(live_app, api):

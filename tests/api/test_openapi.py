@@ -136,6 +136,7 @@ def test_every_documented_response_is_produced_and_valid(live_app, api_key, wiza
         anonymous.post("/connect-sessions", json=good),
         api.post("/connect-sessions", json={**good, "connection": "nope"}),
         api.post("/connect-sessions", json={**good, "connection": "staging"}),
+        api.post("/connect-sessions", json={**good, "language": "fr"}),
     ):
         record("/connect-sessions", "post", response)
     for response in (

@@ -76,7 +76,7 @@ def test_full_flow(configured_app, end_user, new_session, sandbox, member):
 
 def test_hosted_success_page_without_redirect(configured_app, end_user, new_session):
     token = new_session(success_redirect_url=None, failure_redirect_url=None)
-    response = end_user.connect(token)
+    response = end_user.landing(end_user.connect(token))
     assert response.status_code == 200
     assert b'data-testid="connect-success"' in response.data
     assert len(_links(configured_app)) == 1
@@ -107,8 +107,7 @@ def test_denied_consent(configured_app, end_user, new_session):
 
 def test_denied_consent_hosted_page(configured_app, end_user, new_session):
     token = new_session(failure_redirect_url=None)
-    response = end_user.connect(token, action="deny")
-    assert response.status_code == 400
+    response = end_user.landing(end_user.connect(token, action="deny"))
     assert b'data-reason="access_denied"' in response.data
 
 
@@ -116,8 +115,11 @@ def test_used_link(configured_app, end_user, new_session):
     token = new_session()
     end_user.connect(token)
     page = end_user.open(token)
-    assert page.status_code == 410
-    assert b'data-reason="session_used"' in page.data
+    # The member did connect with it: the page says so, not "was not connected".
+    assert page.status_code == 200
+    assert b'data-reason="already_connected"' in page.data
+    assert b"Your WHOOP account is already connected" in page.data
+    assert b"was not connected" not in page.data
 
 
 def test_expired_link(configured_app, end_user, new_session):
@@ -174,8 +176,7 @@ def test_state_tampered_or_missing(configured_app, end_user, new_session):
             query_string={"code": params["code"], "state": state},
             base_url=PUBLIC,
         )
-        assert response.status_code == 400
-        assert b'data-reason="invalid_state"' in response.data
+        assert b'data-reason="invalid_state"' in end_user.landing(response).data
     assert _links(configured_app) == []
     # The real state still works afterwards.
     assert end_user.callback(location).status_code == 303

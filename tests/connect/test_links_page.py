@@ -51,6 +51,9 @@ def test_create_link_with_qr(configured_app, wizard, connection_id):
         ({"success_redirect_url": "https://evil.example/x"}, b"allowed origins"),
         ({"failure_redirect_url": "javascript:alert(1)"}, b"app scheme"),
         ({"language": "not a tag"}, b"language tag"),
+        ({"language": "fr"}, b"has no translation; use one of: en, de"),
+        ({"language": "d\u00e9"}, b"language tag"),
+        ({"language": "de-" + "x" * 40}, b"Field cannot be longer than 16 characters"),
         ({"expires_in": "0"}, b"Number must be between"),
         ({"expires_in": "soon"}, b"Not a valid integer"),
     ],
@@ -61,6 +64,15 @@ def test_create_link_bad_input(configured_app, wizard, connection_id, fields, me
     assert message in response.data
     with configured_app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(ConnectSession.id))) == 0
+
+
+def test_language_choice_offers_the_translations(configured_app, wizard, connection_id):
+    page = wizard.client.get("/setup/production/connect-links").get_data(as_text=True)
+    assert '<option value="de">German (Deutsch)</option>' in page
+    assert "Chosen by the member&#39;s browser" in page
+    assert _create(wizard, language="de").status_code == 200
+    with configured_app.app_context():
+        assert db.session.scalar(sa.select(ConnectSession.language)) == "de"
 
 
 def test_link_refused_before_setup(wizard):

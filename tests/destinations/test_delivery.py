@@ -463,6 +463,6 @@ def test_deliveries_show_on_the_link_timeline_and_in_metrics(private_ok, receive
     AuthActions(client).login("support@example.com", "support-password")
     page = client.get(f"/links/{uid}").get_data(as_text=True)
     assert 'data-kind="delivery"' in page
-    assert "delivery auth.success" in page and "delivered after 1 attempt · HTTP 200" in page
+    assert "Delivery of auth.success" in page and "delivered after 1 attempt · HTTP 200" in page
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'whoopadmin_deliveries_total{status="delivered"} 1' in metrics

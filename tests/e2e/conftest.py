@@ -314,7 +314,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def new_page(browser, request):
-    """``new_page()`` opens a page in a fresh browser context (its own cookies).
+    """``new_page()`` opens a page in a fresh browser context (its own cookies and language).
 
     Requests to anything but loopback are aborted and fail the test. When the test fails,
     every open page is saved as ``test-results/<test>.png`` (the last one opened) and
@@ -329,8 +329,9 @@ def new_page(browser, request):
             escaped.append(route.request.url)
             route.abort()
 
-    def factory():
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def factory(**options):
+        """``options`` go to the browser context (e.g. ``locale="de-DE"``)."""
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
         context.set_default_timeout(TIMEOUT_MS)
         context.route("**/*", block_outside)
         contexts.append(context)

@@ -64,8 +64,8 @@ def test_expired_connect_link(live, staging, page):
     assert response.status == 410
     problem = page.get_by_test_id("connect-problem")
     expect(problem).to_have_attribute("data-reason", "session_expired")
-    expect(problem.get_by_role("heading")).to_have_text("Your WHOOP account was not connected")
-    expect(problem).to_contain_text("This connect link has expired. Ask for a new one.")
+    expect(problem.get_by_role("heading")).to_have_text("This connect link has expired")
+    expect(problem).to_contain_text("Ask Acme Health for a new link.")
     expect(page.get_by_test_id("continue")).to_have_count(0)
 
 
@@ -96,7 +96,9 @@ def test_denied_consent_after_a_wrong_password_at_whoop(live, staging, page):
     problem = page.get_by_test_id("connect-problem")
     expect(problem).to_have_attribute("data-reason", "access_denied")
     expect(problem).to_contain_text("You declined to share your WHOOP data.")
-    expect(page).to_have_url(re.compile(r"^http://whoop-staging\.demo\.localhost:\d+/auth/"))
+    expect(page).to_have_url(
+        re.compile(r"^http://whoop-staging\.demo\.localhost:\d+/connect/done/[^?#]+$")
+    )
 
 
 def test_certificate_step_is_honest_about_plain_http(live, staging, page):

@@ -54,11 +54,12 @@ def test_member_connects_and_support_sees_the_link(live, staging, new_page):
     user.get_by_label("Password").fill(member.password)
     user.get_by_role("button", name="Approve").click()
 
-    # Back on the connection's host: the hosted success page.
+    # Back on the connection's host: the hosted success page, at an address without
+    # WHOOP's code and state.
     expect(user.get_by_test_id("connect-success")).to_contain_text(
         "Your WHOOP account is connected"
     )
-    expect(user).to_have_url(re.compile(rf"^{re.escape(public)}/auth/whoop/oauth2\?"))
+    expect(user).to_have_url(re.compile(rf"^{re.escape(public)}/connect/done/[^?#]+$"))
 
     # The worker backfills (run here, in-process).
     live.run_jobs("backfill")

@@ -29,7 +29,7 @@ def test_dashboard_calls_out_signature_failures(configured_app, operator_client)
     assert _webhook(configured_app, configured_app.whoop_app.client_secret).status_code == 200
     page = operator_client.get("/").get_data(as_text=True)
     assert 'data-environment="production"' in page
-    assert "1</strong> webhooks received" in page
+    assert "1</strong> webhook received in the last 24 h" in page
     assert 'data-testid="signature-failures"' not in page
     for _ in range(2):
         assert _webhook(configured_app, "a-wrong-secret").status_code == 401

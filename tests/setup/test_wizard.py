@@ -1,5 +1,7 @@
 """The setup wizard driven through the test client, against the sandbox and a real DNS server."""
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -210,6 +212,10 @@ def test_verify_unreachable(make_app, wizard_config, client_factory=None):
 
 def test_verify_without_credentials(wizard, operator_client):
     wizard.create()
+    before = operator_client.get("/setup/production/credentials").get_data(as_text=True)
+    # The button is off, and the page says why and what to do.
+    assert re.search(r"<button[^>]*disabled[^>]*>Verify with WHOOP</button>", before)
+    assert 'data-testid="verify-hint"' in before and "Save credentials" in before
     wizard.verify("production")
     page = operator_client.get("/setup/production/credentials").get_data(as_text=True)
     assert "Save a client id and secret first." in page
@@ -326,11 +332,20 @@ def test_check_now_is_rate_limited(make_app, wizard_config, sandbox, dns):
     w = Wizard(app, client, sandbox, dns)
     w.create()
     w.subdomain("production", "whoop.acme.test")
-    codes = [
-        w.post("/setup/production/dns/check", page="/setup/production/dns").status_code
-        for _ in range(3)
+    answers = [
+        w.post("/setup/production/dns/check", page="/setup/production/dns") for _ in range(3)
     ]
-    assert codes[:2] == [303, 303] and codes[2] == 429
+    # The third press is refused: back on the DNS page (no 429 page), told when to retry.
+    assert [a.status_code for a in answers] == [303, 303, 303]
+    assert {a.headers["Location"] for a in answers} == {"/setup/production/dns"}
+    page = client.get("/setup/production/dns").get_data(as_text=True)
+    match = re.search(
+        r"Check now was pressed too often \(2 per minute allowed\)\. Try again in (\d+) "
+        r"seconds? \(after \d\d:\d\d:\d\d UTC\)",
+        page,
+    )
+    assert match and 1 <= int(match.group(1)) <= 61, page  # the window may round up
+    assert "Checking DNS now" not in page  # the refused press queued nothing
 
 
 def test_issuer_record(wizard, operator_client, dns):

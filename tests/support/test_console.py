@@ -6,7 +6,7 @@ from rq import Queue
 
 from tests.conftest import run_jobs
 from tests.factories import make_link, make_user
-from tests.helpers import AuthActions, csrf_from, post_webhook
+from tests.helpers import AuthActions, post_form, post_webhook
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import ConnectSession, Link
 from whoopadmin.extensions import db
@@ -20,11 +20,6 @@ def support_client(configured_app):
     client = configured_app.test_client()
     AuthActions(client).login("support@example.com", "support-password")
     return client
-
-
-def _post(client, path, page):
-    token = csrf_from(client.get(page).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token})
 
 
 def _uid(app, link_id):
@@ -54,7 +49,7 @@ def test_timeline_from_a_real_flow(configured_app, linked, sandbox, member, supp
     for kind in ("connect", "job", "webhook", "token_refresh"):
         assert f'data-kind="{kind}"' in page, kind
     assert "trace id trace-support-1" in page
-    assert "backfill of sleep" in page
+    assert "Backfill of sleep" in page
     assert "<polyline" in page  # the recovery/HRV charts have data
     assert 'aria-label="data freshness"' in page and "<rect" in page
     assert 'data-type="sleep"' in page and 'data-testid="raw-record"' in page
@@ -161,9 +156,9 @@ def test_unknown_link_is_404(support_client):
 def test_support_actions_are_queued_and_audited(configured_app, linked, support_client):
     uid = _uid(configured_app, linked)
     page = f"/links/{uid}"
-    assert _post(support_client, f"{page}/resync", page).headers["Location"] == page
-    assert _post(support_client, f"{page}/refresh", page).headers["Location"] == page
-    reconnect = _post(support_client, f"{page}/reconnect", page)
+    assert post_form(support_client, f"{page}/resync", page).headers["Location"] == page
+    assert post_form(support_client, f"{page}/refresh", page).headers["Location"] == page
+    reconnect = post_form(support_client, f"{page}/reconnect", page)
     assert reconnect.status_code == 200
     assert "https://whoop.acme.test/connect/" in reconnect.get_data(as_text=True)
     with configured_app.app_context():
@@ -180,17 +175,17 @@ def test_support_actions_are_queued_and_audited(configured_app, linked, support_
         ).all()
     assert {"link.resync", "link.refresh_now", "link.reconnect_link"} <= set(actions)
     # The staff actions show on the timeline too.
-    assert "staff: resync" in support_client.get(page).get_data(as_text=True)
+    assert "Re-sync requested" in support_client.get(page).get_data(as_text=True)
 
 
 def test_disconnect_is_for_operators(configured_app, linked, support_client, sandbox):
     uid = _uid(configured_app, linked)
     page = f"/links/{uid}"
     assert "Disconnect" not in support_client.get(page).get_data(as_text=True)
-    assert _post(support_client, f"{page}/disconnect", page).status_code == 403
+    assert post_form(support_client, f"{page}/disconnect", page).status_code == 403
     operator = configured_app.test_client()
     AuthActions(operator).login()
-    assert _post(operator, f"{page}/disconnect", page).headers["Location"] == page
+    assert post_form(operator, f"{page}/disconnect", page).headers["Location"] == page
     with configured_app.app_context():
         link = db.session.get(Link, linked)
         assert link.status == "revoked" and link.access_token is None

@@ -10,6 +10,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.conftest import run_jobs
+from tests.helpers import spend_refresh_token
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.extensions import db
@@ -82,19 +83,7 @@ def test_forced_refresh(configured_app, linked):
 def test_invalid_grant_means_reauth_required(configured_app, linked, sandbox):
     link = _link(configured_app, linked)
     # Someone used the refresh token behind our back: it is single use.
-    used = requests.post(
-        sandbox.token_url,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": link.refresh_token_plain,
-            "client_id": configured_app.whoop_app.client_id,
-            "client_secret": configured_app.whoop_app.client_secret,
-            "scope": "offline",
-        },
-        timeout=10,
-    )
-    assert used.status_code == 200
-    used.close()
+    spend_refresh_token(configured_app, sandbox, link.refresh_token_plain)
     with configured_app.app_context():
         assert tokens.refresh_link(linked, "manual", force=True) == "reauth_required"
     after = _link(configured_app, linked)

@@ -96,7 +96,14 @@ def document() -> dict[str, Any]:
                         },
                         "success_redirect_url": {"type": "string", "maxLength": 2048},
                         "failure_redirect_url": {"type": "string", "maxLength": 2048},
-                        "language": {"type": "string"},
+                        "language": {
+                            "type": "string",
+                            "maxLength": 16,
+                            "description": "The connect page's language (BCP 47, e.g. de or "
+                            "de-AT); a tag whose language has no translation is refused "
+                            "with 422 unsupported_language. Without it the browser's "
+                            "Accept-Language chooses.",
+                        },
                         "expires_in": {"type": "integer", "minimum": 60, "maximum": 604800},
                     },
                 },
@@ -143,7 +150,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json("ConnectSession", "The connect link"),
-                        **_error_responses(400, 401, 404, 409),
+                        **_error_responses(400, 401, 404, 409, 422),
                     },
                 }
             },

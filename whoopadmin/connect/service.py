@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,10 +12,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from whoopadmin import audit
+from whoopadmin import audit, i18n
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.crypto import keyed_hash
@@ -32,24 +32,29 @@ log = logging.getLogger(__name__)
 DEFAULT_EXPIRES_IN = 900
 MAX_EXPIRES_IN = 7 * 24 * 3600
 STATE_LIFETIME = timedelta(minutes=10)
-# A BCP 47-ish tag that fits the 16-character column (fullmatch: no trailing newline).
-LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
 # Without these the link is useless: no refresh token, or no user id.
 REQUIRED_SCOPES = {"offline", "read:profile"}
 
-# Stable reason codes for failed connects (sent to the failure URL as ``reason``).
+# Stable reason codes for failed connects (sent to the failure URL as ``reason``), and
+# what the hosted page tells the end user (translated: whoopadmin/translations/).
 REASONS = {
-    "access_denied": "You declined to share your WHOOP data.",
-    "invalid_state": "This sign-in link is not valid. Start again from the app.",
-    "state_expired": "This sign-in took too long. Start again from the app.",
-    "state_replayed": "This sign-in was already completed or attempted. Start again from the app.",
-    "session_expired": "This connect link has expired. Ask for a new one.",
-    "session_used": "This connect link was already used. Ask for a new one.",
-    "missing_code": "WHOOP did not send the authorization back. Start again from the app.",
-    "exchange_failed": "WHOOP did not complete the sign-in. Try again in a moment.",
-    "missing_scopes": "Some required permissions were not granted. Start again and allow all.",
-    "profile_failed": "Your WHOOP profile could not be read. Try again in a moment.",
-    "whoop_error": "WHOOP reported an error. Start again from the app.",
+    "access_denied": _l(
+        "You declined to share your WHOOP data. If you change your mind, open the link again."
+    ),
+    "invalid_state": _l("This sign-in link is not valid. Start again from the app."),
+    "state_expired": _l("This sign-in took too long. Start again from the app."),
+    "state_replayed": _l(
+        "This sign-in was already completed or attempted. Start again from the app."
+    ),
+    "session_expired": _l("This connect link has expired. Ask for a new one."),
+    "session_used": _l("This connect link was already used. Ask for a new one."),
+    "missing_code": _l("WHOOP did not send the authorization back. Start again from the app."),
+    "exchange_failed": _l("WHOOP did not complete the sign-in. Try again in a moment."),
+    "missing_scopes": _l(
+        "Some required permissions were not granted. Start again and allow all of them."
+    ),
+    "profile_failed": _l("Your WHOOP profile could not be read. Try again in a moment."),
+    "whoop_error": _l("WHOOP reported an error. Start again from the app."),
 }
 
 
@@ -130,15 +135,11 @@ def create_session(
     reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
     if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
-    if language is not None and language != "":
-        if (
-            not isinstance(language, str)
-            or len(language) > 16
-            or not LANGUAGE_RE.fullmatch(language)
-        ):
-            raise ConnectError("language must be a language tag such as en or en-GB.", "language")
-    else:
-        language = None
+    try:
+        language = i18n.check_language(language)
+    except i18n.LanguageError as exc:
+        code = "unsupported_language" if exc.code == "unsupported" else "invalid"
+        raise ConnectError(str(exc), "language", code) from None
     if expires_in is None:
         expires_in = DEFAULT_EXPIRES_IN
     if isinstance(expires_in, bool) or not isinstance(expires_in, int):
@@ -482,7 +483,11 @@ def disconnect(link: Link, actor) -> str | None:
             connection_id=link.connection_id,
             link_id=link.id,
             kind="disconnect",
-            details={"by": actor_label, "whoop_revoke_error": whoop_error},
+            details={
+                "by": actor_label,
+                "whoop_revoked": bool(token) and whoop_error is None,
+                "whoop_revoke_error": whoop_error,
+            },
         )
     )
     if getattr(actor, "email", None):

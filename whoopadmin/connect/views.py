@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 
-from whoopadmin.connect import service
+from whoopadmin import i18n
+from whoopadmin.connect import hosted, service
 from whoopadmin.setup.forms import ActionForm
 
 bp = Blueprint("connect", __name__)
 
 # What each scope shares, in the words the connect page uses.
 SHARED = (
-    ("read:profile", "Your name and e-mail address"),
-    ("read:body_measurement", "Your height, weight and maximum heart rate"),
-    ("read:cycles", "Your daily strain and heart rate"),
-    ("read:recovery", "Your recovery score, HRV, resting heart rate, SpO2 and skin temperature"),
-    ("read:sleep", "Your sleep: stages, duration, efficiency and performance"),
-    ("read:workout", "Your workouts: strain, heart rate zones, distance and calories"),
-    ("offline", "Continued access, so new data arrives without you signing in again"),
+    ("read:profile", _l("Your name and e-mail address")),
+    ("read:body_measurement", _l("Your height, weight and maximum heart rate")),
+    ("read:cycles", _l("Your daily strain and heart rate")),
+    (
+        "read:recovery",
+        _l("Your recovery score, HRV, resting heart rate, SpO2 and skin temperature"),
+    ),
+    ("read:sleep", _l("Your sleep: stages, duration, efficiency and performance")),
+    ("read:workout", _l("Your workouts: strain, heart rate zones, distance and calories")),
+    ("offline", _l("Continued access, so new data arrives without you signing in again")),
 )
+# Result pages must not be kept by a browser or a proxy (they are short-lived).
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _connection():
@@ -28,14 +35,14 @@ def _connection():
     return connection
 
 
-def _problem(connection, reason: str, status: int):
-    message = service.REASONS.get(reason) or "This connect link is not valid."
-    return (
-        render_template(
-            "connect/problem.html", connection=connection, reason=reason, message=message
-        ),
-        status,
-    )
+def _problem(connection, outcome: str):
+    return hosted.render_outcome(connection, outcome), hosted.problem_status(outcome)
+
+
+def _to_result(connection, outcome: str, session):
+    """303 to the page that shows ``outcome``: the address bar loses WHOOP's code and state."""
+    result_id = hosted.seal_result(connection, outcome, session.language if session else None)
+    return redirect(url_for("connect.show_result", result_id=result_id), 303)
 
 
 @bp.route("/connect/<token>")
@@ -43,12 +50,13 @@ def show(token: str):
     """What will be shared, and a button to WHOOP."""
     connection = _connection()
     session = service.find_session(connection, token)
-    problem = service.session_problem(session)
+    i18n.use_language(session.language if session else None)
+    problem = hosted.page_problem(session)
     if problem:
-        return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
+        return _problem(connection, problem)
     return render_template(
         "connect/connect.html",
-        connection=connection,
+        company=connection.display_name,
         shared=SHARED,
         token=token,
         form=ActionForm(),
@@ -59,20 +67,23 @@ def show(token: str):
 def start(token: str):
     """Create a fresh state and send the user to WHOOP's authorize page."""
     connection = _connection()
+    session = service.find_session(connection, token)
+    i18n.use_language(session.language if session else None)
     if not ActionForm().validate_on_submit():
         abort(400)
-    session = service.find_session(connection, token)
-    problem = service.session_problem(session)
+    problem = hosted.page_problem(session)
     if problem:
-        return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
+        return _problem(connection, problem)
     return redirect(service.start_authorization(connection, session), 303)
 
 
 @bp.route("/auth/whoop/oauth2")
 def callback():
-    """WHOOP's redirect back: link the member, then go to the success or failure URL."""
-    from flask import request
+    """WHOOP's redirect back: link the member, then go to the success or failure URL.
 
+    Without those URLs the browser goes on to a result page (never rendered here, where
+    the address bar holds WHOOP's code and state).
+    """
     connection = _connection()
     result = service.complete_callback(connection, request.args)
     session = result.session
@@ -84,9 +95,7 @@ def callback():
         }
         if session.success_redirect_url:
             return redirect(service.redirect_with(session.success_redirect_url, params), 303)
-        return render_template(
-            "connect/done.html", connection=connection, reconnected=result.reconnected
-        )
+        return _to_result(connection, "reconnected" if result.reconnected else "connected", session)
     if session is not None and session.failure_redirect_url:
         params = {
             "reason": result.reason,
@@ -94,4 +103,17 @@ def callback():
             "resource": "whoop",
         }
         return redirect(service.redirect_with(session.failure_redirect_url, params), 303)
-    return _problem(connection, result.reason, 400)
+    return _to_result(connection, hosted.callback_outcome(session, result.reason), session)
+
+
+@bp.route("/connect/done/<result_id>")
+def show_result(result_id: str):
+    """How the connect went, for the browser that just came back from WHOOP."""
+    connection = _connection()
+    result = hosted.open_result(connection, result_id)
+    if result is None:
+        abort(404)
+    i18n.use_language(result["language"])
+    if result["expired"]:
+        abort(410)
+    return hosted.render_outcome(connection, result["outcome"]), 200, NO_STORE

@@ -36,13 +36,31 @@ def _url_field() -> StringField:
     )
 
 
+# What each lifecycle event means, beside its code on the form's checkboxes.
+EVENT_MEANINGS = {
+    "auth.success": "a member connected",
+    "auth.error": "a connect failed",
+    "user_reauth": "a member reconnected",
+    "deauth": "a link was disconnected",
+    "access_revoked": "WHOOP refused a link's tokens",
+    "connection_error": "a link's token refreshes keep failing",
+    "rate_limit_hit": "WHOOP's rate limit was reached",
+}
+
+
+def _event_choice(event: str, group: str) -> SelectChoice:
+    meaning = EVENT_MEANINGS.get(event)
+    return SelectChoice(event, f"{event} ({meaning})" if meaning else event, optgroup=group)
+
+
 def _events_field() -> SelectMultipleField:
+    # Rendered as checkboxes grouped by optgroup (templates/_forms.html).
     return SelectMultipleField(
         "Events",
-        choices=[SelectChoice(e, optgroup="Lifecycle") for e in LIFECYCLE_EVENTS]
-        + [SelectChoice(e, optgroup="Data (normalised)") for e in DATA_EVENTS],
+        choices=[_event_choice(e, "Lifecycle") for e in LIFECYCLE_EVENTS]
+        + [_event_choice(e, "Data (normalised indicators)") for e in DATA_EVENTS],
         validators=[DataRequired(message="Choose at least one event type.")],
-        description="Hold Ctrl (Cmd on a Mac) to choose several.",
+        description="Tick each kind of event this destination should receive.",
     )
 
 

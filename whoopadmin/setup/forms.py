@@ -98,6 +98,14 @@ class SettingsForm(FlaskForm):
     submit = SubmitField("Save settings")
 
 
+def _language_choices() -> list[SelectChoice]:
+    from whoopadmin.i18n import language_names
+
+    return [SelectChoice("", "Chosen by the member's browser")] + [
+        SelectChoice(code, name) for code, name in language_names()
+    ]
+
+
 class ConnectLinkForm(FlaskForm):
     """A connect link for one of the operator's users."""
 
@@ -112,7 +120,16 @@ class ConnectLinkForm(FlaskForm):
     failure_redirect_url = StringField(
         "Failure redirect URL (optional)", validators=[Optional(), Length(max=2048)]
     )
-    language = StringField("Language (optional)", validators=[Optional(), Length(max=16)])
+    language = SelectField(
+        "Language of the connect page",
+        choices=_language_choices,
+        default="",
+        # The service checks the value (and names the languages there are).
+        validate_choice=False,
+        validators=[Length(max=16)],
+        description="Without one, the member's browser chooses (English if it asks for "
+        "none of these).",
+    )
     expires_in = IntegerField(
         "Valid for (minutes)", default=15, validators=[InputRequired(), NumberRange(1, 10080)]
     )

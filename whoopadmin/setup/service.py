@@ -546,7 +546,9 @@ def checklist(connection: Connection) -> list[CheckItem]:
             "dns",
             "DNS records verified",
             dns_ok,
-            f"Status: {connection.status.replace('_', ' ')}.",
+            f"Status: {connection.status.replace('_', ' ')}."
+            if connection.hostname
+            else "Choose a subdomain first.",
             "dns",
         ),
         CheckItem(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import UTC, datetime
+
 from flask import (
     Blueprint,
     abort,
@@ -13,10 +17,12 @@ from flask import (
     request,
     url_for,
 )
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user
 
 from whoopadmin import peers
 from whoopadmin.auth.guards import operator_required
+from whoopadmin.errors import render_error
 from whoopadmin.extensions import csrf, limiter
 from whoopadmin.setup import service, steps
 from whoopadmin.setup.forms import (
@@ -29,6 +35,7 @@ from whoopadmin.setup.forms import (
     SubdomainForm,
 )
 from whoopadmin.setup.models import Connection
+from whoopadmin.support.wording import counted
 from whoopadmin.webhooks.service import last_test_event, test_event_result
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
@@ -209,6 +216,24 @@ def check_dns_now(environment: str):
     else:
         flash("Checking DNS now; this page updates when the result is in.", "info")
     return _back("setup.show_dns", connection)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_checks(exc: RateLimitExceeded):
+    """ "Check now" pressed too often: back to the DNS page, saying when to try again."""
+    environment = (request.view_args or {}).get("environment")
+    if request.endpoint != "setup.check_dns_now" or not environment:
+        return render_error(429, "Too many attempts. Wait a minute, then try again.", 60)
+    current = limiter.current_limit
+    wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+    at = datetime.fromtimestamp(time.time() + wait, UTC).strftime("%H:%M:%S UTC")
+    flash(
+        f"Check now was pressed too often ({current_app.config['DNS_CHECK_NOW_LIMIT']} "
+        f"allowed). Try again in {counted(wait, 'second')} (after {at}); "
+        "the automatic checks carry on meanwhile.",
+        "warning",
+    )
+    return redirect(url_for("setup.show_dns", environment=environment), 303)
 
 
 @bp.get("/<environment>/dns/status")

@@ -15,6 +15,7 @@ from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
+from whoopadmin.support import wording
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 from whoopadmin.webhooks.models import WebhookEvent
 
@@ -147,17 +148,12 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
     }
     for e in events:
         failed = "failed" in e.kind or e.kind in ("reauth_required", "link_error")
-        detail = e.reason or ""
-        safe = {k: v for k, v in (e.details or {}).items() if "token" not in k}
-        if safe:
-            detail = (detail + " " if detail else "") + ", ".join(
-                f"{k}: {v}" for k, v in safe.items()
-            )
+        title, detail = wording.describe_event(e.kind, e.reason, e.details)
         items.append(
             TimelineItem(
                 e.at,
                 e.kind,
-                e.kind.replace("_", " "),
+                title,
                 detail,
                 "danger" if failed else tones.get(e.kind, "secondary"),
             )
@@ -174,7 +170,7 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
             TimelineItem(
                 h.received_at,
                 "webhook",
-                f"webhook {h.type}",
+                f"Webhook {h.type}",
                 f"trace id {h.trace_id} · {h.status}" + (f" · {h.result}" if h.result else ""),
                 "danger" if h.status == "failed" else "primary",
                 {"trace_id": h.trace_id},
@@ -192,8 +188,8 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
             TimelineItem(
                 r.finished_at,
                 "job",
-                f"{r.reason} of {r.type}",
-                f"{r.records} record{'' if r.records == 1 else 's'} · {r.outcome}"
+                f"{wording.humanise(r.reason)} of {r.type.replace('_', ' ')}",
+                f"{wording.counted(r.records, 'record')} · {r.outcome}"
                 + (f" ({r.error})" if r.error else ""),
                 "danger" if r.outcome == "error" else "light",
             )
@@ -211,8 +207,8 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
             TimelineItem(
                 d.created_at,
                 "delivery",
-                f"delivery {d.event_type}",
-                f"{d.status} after {d.attempts} attempt{'' if d.attempts == 1 else 's'}{code}",
+                f"Delivery of {d.event_type}",
+                f"{d.status} after {wording.counted(d.attempts, 'attempt')}{code}",
                 "danger" if d.status == "failed" else "info",
             )
         )
@@ -230,7 +226,7 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
             TimelineItem(
                 a.at,
                 "staff",
-                a.action.replace("link.", "staff: ").replace("_", " "),
+                wording.action_text(a.action),
                 f"by {a.actor}",
                 "warning",
             )
@@ -354,9 +350,32 @@ def raw_records(link: Link, limit: int = 20) -> list[WhoopRecord]:
 # --------------------------------------------------------------------------- actions
 
 
+class ActionRefused(Exception):
+    """A staff action that cannot do anything for this link now; the message says why."""
+
+
+def sync_refusal(link: Link) -> str | None:
+    """Why re-sync and token refresh cannot work for this link now, or None if they can."""
+    if link.status == "revoked":
+        return (
+            "This link is disconnected: it has no tokens to sync or refresh with. "
+            "Create a reconnect link and send it to the member."
+        )
+    if link.status == "reauth_required":
+        return (
+            "WHOOP no longer accepts this link's refresh token, so nothing can be synced "
+            "or refreshed until the member reconnects. Create a reconnect link and send "
+            "it to the member."
+        )
+    return None
+
+
 def resync(actor, link: Link, days: int = 30) -> None:
-    """Queue a re-sync of the last ``days`` days."""
+    """Queue a re-sync of the last ``days`` days (ActionRefused if the link cannot sync)."""
     from whoopadmin.sync.jobs import queue_resync
+
+    if refusal := sync_refusal(link):
+        raise ActionRefused(refusal)
 
     end = utcnow()
     queue_resync(link.id, end - timedelta(days=days), end, job_id=f"resync-{link.id}")
@@ -365,8 +384,11 @@ def resync(actor, link: Link, days: int = 30) -> None:
 
 
 def refresh_now(actor, link: Link) -> None:
-    """Queue a token refresh now, whatever the expiry."""
+    """Queue a token refresh now, whatever the expiry (ActionRefused if it cannot work)."""
     from whoopadmin.jobs import enqueue_once
+
+    if refusal := sync_refusal(link):
+        raise ActionRefused(refusal)
 
     enqueue_once(
         "refresh",

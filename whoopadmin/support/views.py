@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.guards import operator_required, staff_required
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
 from whoopadmin.setup.forms import ActionForm
 from whoopadmin.setup.models import Connection
-from whoopadmin.support import charts, service
+from whoopadmin.support import auditlog, charts, service, wording
 
 bp = Blueprint("support", __name__)
+# Used by every page, admin and support alike: "1 linked member", "2 linked members".
+bp.add_app_template_filter(wording.counted, "counted")
+bp.add_app_template_global(wording.action_text, "action_text")
+bp.add_app_template_global(wording.detail_pairs, "detail_pairs")
+bp.add_app_template_filter(wording.every, "every")
+bp.add_app_template_global(wording.PERIODIC_PURPOSES, "periodic_purposes")
 
 
 def _int_arg(name: str) -> int | None:
@@ -90,6 +94,8 @@ def show_link(uid: str):
         hrv_chart=charts.line_chart(service.series(link, "hrv_rmssd"), label="HRV", unit="ms"),
         raw=service.raw_records(link),
         action_form=ActionForm(),
+        sync_refusal=service.sync_refusal(link),
+        refresh_outcome=wording.refresh_outcome,
         now=now,
     )
 
@@ -100,24 +106,40 @@ def _act(uid: str):
     return _link(uid)
 
 
+def _queue(uid: str, action, done: str, refused: str):
+    """Run a queueing action on a link; flash what happened, or why it was refused."""
+    link = _act(uid)
+    try:
+        action(current_user, link)
+    except service.ActionRefused as exc:
+        flash(f"{refused} {exc}", "danger")
+    else:
+        flash(done, "success")
+    return redirect(url_for("support.show_link", uid=uid), 303)
+
+
 @bp.post("/links/<uid>/resync")
 @staff_required
 def resync(uid: str):
     """Re-sync the last 30 days."""
-    link = _act(uid)
-    service.resync(current_user, link)
-    flash("Re-sync queued: the last 30 days are fetched again.", "success")
-    return redirect(url_for("support.show_link", uid=uid), 303)
+    return _queue(
+        uid,
+        service.resync,
+        "Re-sync queued: the last 30 days are fetched again.",
+        "Not re-synced.",
+    )
 
 
 @bp.post("/links/<uid>/refresh")
 @staff_required
 def refresh(uid: str):
     """Refresh the tokens now."""
-    link = _act(uid)
-    service.refresh_now(current_user, link)
-    flash("Token refresh queued.", "success")
-    return redirect(url_for("support.show_link", uid=uid), 303)
+    return _queue(
+        uid,
+        service.refresh_now,
+        "Token refresh queued: the timeline shows the result.",
+        "Not refreshed.",
+    )
 
 
 @bp.post("/links/<uid>/reconnect")
@@ -141,7 +163,11 @@ def disconnect(uid: str):
     link = _act(uid)
     error = connect_service.disconnect(link, current_user)
     if error:
-        flash(f"Disconnected here; WHOOP's revocation failed ({error}).", "warning")
+        flash(
+            f"Disconnected here (tokens wiped), but WHOOP's revocation failed ({error}): "
+            "WHOOP may still list the app for the member.",
+            "warning",
+        )
     else:
         flash("Disconnected: revoked at WHOOP, tokens wiped.", "success")
     return redirect(url_for("support.show_link", uid=uid), 303)
@@ -150,23 +176,15 @@ def disconnect(uid: str):
 @bp.route("/audit")
 @operator_required
 def audit_log():
-    """Who did what, when; filter by actor and action."""
+    """Who did what, when, to what; filter by actor and action."""
     actor = request.args.get("actor", "").strip()[:255]
     action = request.args.get("action", "").strip()[:64]
-    before = _int_arg("before")
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(101)
-    if actor:
-        query = query.where(AuditEvent.actor == actor)
-    if action:
-        query = query.where(AuditEvent.action.startswith(action, autoescape=True))
-    if before:
-        query = query.where(AuditEvent.id < before)
-    rows = list(db.session.scalars(query))
-    more = len(rows) > 100
+    events, next_before = auditlog.page(actor, action, _int_arg("before"))
     return render_template(
         "support/audit.html",
-        events=rows[:100],
+        events=events,
+        targets=auditlog.targets(events),
         actor=actor,
         action=action,
-        next_before=rows[99].id if more else None,
+        next_before=next_before,
     )
