@@ -44,7 +44,8 @@ def test_users_create_with_prompt(app, runner):
             "Invalid value for '--role'",
         ),
         (["a@example.com"], "a-good-long-password\n", "Missing option '--role'"),
-        (["a@example.com", "--role", "operator"], "short\n", "at least 10"),
+        (["a@example.com", "--role", "operator"], "short\n", "at least 12"),
+        (["a@example.com", "--role", "operator"], "password1234\n", "less common password"),
         (["a@example.com", "--role", "operator"], "", "no password on standard input"),
     ],
 )
