@@ -312,6 +312,24 @@ def operator_client(app, client, auth):
 
 
 @pytest.fixture
+def mfa_app(make_app, wizard_config):
+    """An app that requires a second factor from operators, as production does."""
+    app = make_app(REQUIRE_MFA=True, **wizard_config)
+    reset_schema(app)
+    return app
+
+
+@pytest.fixture
+def mfa_operator(mfa_app):
+    """An operator with a confirmed authenticator app: ``(user_id, secret)``."""
+    from tests.factories import make_totp, make_user
+
+    with mfa_app.app_context():
+        user = make_user("operator")
+        return user.id, make_totp(user)
+
+
+@pytest.fixture
 def wizard(app, operator_client, sandbox, dns):
     return Wizard(app, operator_client, sandbox, dns)
 

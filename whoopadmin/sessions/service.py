@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from whoopadmin import audit
 from whoopadmin.audit import utcnow
@@ -92,7 +93,7 @@ def find_live(token: str) -> StaffSession | None:
             conn.execute(
                 update(StaffSession).where(StaffSession.id == row.id).values(last_seen_at=now)
             )
-        row.last_seen_at = now
+        set_committed_value(row, "last_seen_at", now)  # not a change for the view to flush
     return row
 
 
