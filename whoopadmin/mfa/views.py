@@ -163,13 +163,14 @@ def verify():
             flash(str(exc), "danger")
             status = 401
         else:
+            response = signin.finish(user, pending, used)  # a fresh cookie session
             if used == "recovery":
                 flash(
                     f"You used a recovery code; {service.recovery_codes_left(user)} are left. "
-                    "Make new ones under Account → Two-factor sign-in.",
+                    "Make new ones under your account's Two-factor sign-in tab.",
                     "warning",
                 )
-            return signin.finish(user, pending, used)
+            return response
     elif request.method == "POST":
         status = 400
     return render_template("mfa/verify.html", form=form, email=user.email), status
