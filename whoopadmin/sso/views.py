@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 from authlib.common.errors import AuthlibBaseError
 from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from joserfc.errors import JoseError
 
 from whoopadmin.auth import throttle
 from whoopadmin.auth.views import login_limit, safe_next
@@ -16,7 +17,14 @@ from whoopadmin.sso import service
 bp = Blueprint("sso", __name__)
 NEXT = "sso_next"
 # Errors an identity provider's answer (or a forged callback) can raise in authlib.
-PROVIDER_ERRORS = (AuthlibBaseError, requests.RequestException, ValueError, KeyError, TypeError)
+PROVIDER_ERRORS = (
+    AuthlibBaseError,
+    JoseError,
+    requests.RequestException,
+    ValueError,
+    KeyError,
+    TypeError,
+)
 
 
 def client():
@@ -50,6 +58,21 @@ def _check_issuer(oidc) -> None:
         raise ValueError("the discovery document names another issuer")
 
 
+def _claims(oidc) -> dict:
+    """The checked ID token's claims, with the e-mail claims from the UserInfo endpoint when
+    the ID token leaves them out (as oidc-provider does by default)."""
+    token = oidc.authorize_access_token()  # state, PKCE, ID token signature, iss, aud, nonce
+    claims = dict(token.get("userinfo") or {})
+    if not claims.get("sub"):
+        raise ValueError("no ID token")
+    if "email" not in claims:
+        info = dict(oidc.userinfo(token=token))
+        if info.get("sub") != claims["sub"]:  # OpenID Connect Core 5.3.2
+            raise ValueError("UserInfo is about someone else")
+        claims.update({k: info[k] for k in ("email", "email_verified") if k in info})
+    return claims
+
+
 @bp.route("/login/sso")
 @limiter.limit(login_limit, on_breach=throttle.address_breached)
 def start():
@@ -77,10 +100,7 @@ def callback():
         flash("Single sign-on was cancelled or refused by the identity provider.", "danger")
         return redirect(url_for("auth.login")), 303
     try:
-        token = client().authorize_access_token()
-        claims = token.get("userinfo")
-        if not claims:
-            raise ValueError("no ID token")
+        claims = _claims(client())
     except PROVIDER_ERRORS as exc:
         current_app.logger.info("single sign-on refused: %s", type(exc).__name__)
         return render_error(
@@ -89,11 +109,11 @@ def callback():
             "for this sign-in, or could not be checked. Start again from the sign-in page.",
         )
     try:
-        user = service.account_for(dict(claims))
+        user = service.account_for(claims)
     except service.SsoError as exc:
         flash(str(exc), "danger")
         return redirect(url_for("auth.login")), 303
     next_path = safe_next(session.pop(NEXT, None))
     return signin.after_first_factor(
-        user, "sso", next_path, idp_second_factor=service.idp_second_factor(dict(claims))
+        user, "sso", next_path, idp_second_factor=service.idp_second_factor(claims)
     )
