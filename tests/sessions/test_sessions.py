@@ -269,3 +269,30 @@ def test_purge_expired_sweeps_everyone(app, staff):
         db.session.commit()
         assert purge_expired() == 1
     assert [r.user_id for r in _sessions(app)] == [1]
+
+
+def test_public_pages_and_webhooks_read_no_session(configured_app, new_session, operator_client):
+    """A staff cookie sent to a connect page or a webhook URL costs no session lookup."""
+    from tests.helpers import PUBLIC, post_webhook
+
+    cookie = operator_client.get_cookie("session").value
+    token = new_session()
+    statements = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.lower())
+
+    with configured_app.app_context():
+        engine = db.engine
+        secret = configured_app.whoop_app.client_secret
+    public = configured_app.test_client()
+    public.set_cookie("session", cookie, domain="whoop.acme.test")
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert public.get(f"/connect/{token}", base_url=PUBLIC).status_code == 200
+        event_body = {"user_id": 1, "id": "x", "type": "sleep.updated", "trace_id": "t-1"}
+        assert post_webhook(public, secret, event_body).status_code < 500
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert statements, "the listener saw the requests' queries"
+    assert not [s for s in statements if "staff_sessions" in s or "staff_users" in s]

@@ -38,7 +38,15 @@ def sign_out(user) -> None:
 
 
 def load_user(identity: str):
-    """flask-login's user loader: the user of the live session the cookie names, or None."""
+    """flask-login's user loader: the user of the live session the cookie names, or None.
+
+    Public pages (connect, webhooks) have no signed-in user: flask-login's template context
+    asks on every render, and they must not pay a session lookup for a stray cookie.
+    """
+    from whoopadmin.web import PUBLIC_BLUEPRINTS
+
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
     row = service.find_live(session.get(KEY) or "")
     if row is None or str(row.user_id) != identity or not row.user.active:
         return None
