@@ -312,3 +312,22 @@ def test_provisioning_uri_names_the_account(mfa_app):
     secret = SECRET_RE.search(html).group(1).replace(" ", "")
     uri = pyotp.TOTP(secret).provisioning_uri(name="operator@example.com", issuer_name="whoopadmin")
     assert pyotp.parse_uri(uri).secret == secret
+
+
+def test_key_rotation_reseals_totp_seeds(make_app, encryption_key):
+    from tests.helpers import reset_schema
+    from whoopadmin.crypto import generate_key
+
+    old = make_app()
+    reset_schema(old)
+    with old.app_context():
+        secret = make_totp(make_user("operator"))
+        before = db.session.scalar(select(TotpDevice)).secret_sealed
+    new_key = generate_key()
+    app = make_app(ENCRYPTION_KEYS=f"{new_key},{encryption_key}")
+    result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0 and "Re-encrypted 1 secrets" in result.output, result.output
+    only_new = make_app(ENCRYPTION_KEYS=new_key)
+    with only_new.app_context():
+        device = db.session.scalar(select(TotpDevice))
+        assert device.secret_sealed != before and device.secret == secret

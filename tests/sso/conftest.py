@@ -35,14 +35,14 @@ ACCOUNTS = {
 
 
 def _install() -> None:
-    if (PROVIDER / "node_modules" / "oidc-provider").is_dir():
-        return
     npm = shutil.which("npm")
-    if npm is None:
-        message = "npm is not installed (Node.js runs the test OpenID provider)"
+    if npm is None or shutil.which("node") is None:
+        message = "Node.js and npm are not installed (they run the test OpenID provider)"
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    if (PROVIDER / "node_modules" / "oidc-provider").is_dir():
+        return
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PROVIDER, check=True, timeout=300)
 
 
