@@ -113,7 +113,9 @@ def make_app(tmp_path, database_url, redis_url, encryption_key):
             "ENCRYPTION_KEYS": encryption_key,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
-            "MIN_PASSWORD_LENGTH": 10,
+            # A password alone signs staff in, unless a test turns the second factor on
+            # (tests/mfa); the e2e tests sign the operator in with a TOTP code.
+            "REQUIRE_MFA": False,
         }
         config.update(overrides)
         flush_redis(redis_url)
@@ -307,6 +309,24 @@ def operator_client(app, client, auth):
         make_user("operator")
     auth.login()
     return client
+
+
+@pytest.fixture
+def mfa_app(make_app, wizard_config):
+    """An app that requires a second factor from operators, as production does."""
+    app = make_app(REQUIRE_MFA=True, **wizard_config)
+    reset_schema(app)
+    return app
+
+
+@pytest.fixture
+def mfa_operator(mfa_app):
+    """An operator with a confirmed authenticator app: ``(user_id, secret)``."""
+    from tests.factories import make_totp, make_user
+
+    with mfa_app.app_context():
+        user = make_user("operator")
+        return user.id, make_totp(user)
 
 
 @pytest.fixture

@@ -19,6 +19,21 @@ def make_user(role: str = "operator", email: str | None = None, **overrides) -> 
     return user
 
 
+def make_totp(user: StaffUser, secret: str | None = None, confirmed: bool = True) -> str:
+    """Give ``user`` an authenticator app (confirmed unless told); return its secret."""
+    import pyotp
+
+    from whoopadmin.audit import utcnow
+    from whoopadmin.mfa.models import TotpDevice
+
+    secret = secret or pyotp.random_base32()
+    device = TotpDevice(user_id=user.id, confirmed_at=utcnow() if confirmed else None)
+    device.secret = secret
+    db.session.add(device)
+    db.session.commit()
+    return secret
+
+
 def make_connection(**overrides) -> Connection:
     """Create a connection with credentials (sealed by the model)."""
     secret = overrides.pop("client_secret", "sk-test-client-secret-3f9a")

@@ -135,6 +135,11 @@ class AuthActions:
             "/login", data={"email": email, "password": password, "csrf_token": token}
         )
 
+    def verify(self, code: str):
+        """The second step of signing in: an authenticator or recovery code."""
+        token = self.csrf("/login/verify")
+        return self._client.post("/login/verify", data={"code": code, "csrf_token": token})
+
     def logout(self):
         token = self.csrf("/")
         return self._client.post("/logout", data={"csrf_token": token})
@@ -165,3 +170,14 @@ def post_webhook(
             "X-WHOOP-Signature": whoop_signature(secret, stamp, body),
         },
     )
+
+
+def totp_code(secret: str, steps_ahead: int = 0) -> str:
+    """The authenticator code for ``secret`` now, or ``steps_ahead`` 30-second steps later
+    (sign-in accepts the next step too; each step's code works once)."""
+    import time
+
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    return totp.generate_otp(int(time.time()) // totp.interval + steps_ahead)

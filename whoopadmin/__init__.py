@@ -95,9 +95,13 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.connect.views import bp as connect_bp
     from whoopadmin.destinations.views import bp as destinations_bp
     from whoopadmin.main.views import bp as main_bp
+    from whoopadmin.mfa.views import bp as mfa_bp
     from whoopadmin.ops.views import bp as ops_bp
+    from whoopadmin.passwords.views import bp as passwords_bp
+    from whoopadmin.sessions.views import bp as sessions_bp
     from whoopadmin.setup.views import bp as setup_bp
     from whoopadmin.setup.views import internal as internal_bp
+    from whoopadmin.sso.views import bp as sso_bp
     from whoopadmin.support.views import bp as support_bp
     from whoopadmin.webhooks.views import bp as webhooks_bp
 
@@ -112,3 +116,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(support_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(destinations_bp)
+    # Staff accounts: sessions, second factor, passwords, single sign-on.
+    for blueprint in (sessions_bp, mfa_bp, passwords_bp, sso_bp):
+        app.register_blueprint(blueprint)

@@ -57,6 +57,41 @@ def users_create(email: str, role: str, password_stdin: bool) -> None:
     click.echo(f"Created {user.role} {user.email}.")
 
 
+def _staff(email: str):
+    from whoopadmin.auth.service import find_by_email
+
+    user = find_by_email(email)
+    if user is None:
+        raise click.ClickException(f"No staff account for {email}.")
+    return user
+
+
+@users.command("password-link")
+@click.argument("email")
+def users_password_link(email: str) -> None:
+    """Print a one-time set-password link path for EMAIL (put the admin host in front)."""
+    from whoopadmin.passwords.service import PasswordError, issue_link
+
+    try:
+        token = issue_link("cli", _staff(email))
+    except PasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    hours = current_app.config["PASSWORD_LINK_HOURS"]
+    click.echo(f"/set-password/{token}")
+    click.echo(f"(works once, for {hours} hours)", err=True)
+
+
+@users.command("reset-mfa")
+@click.argument("email")
+def users_reset_mfa(email: str) -> None:
+    """Remove EMAIL's second factor and end their sessions (they set it up again)."""
+    from whoopadmin.mfa.service import reset
+
+    user = _staff(email)
+    reset("cli", user)
+    click.echo(f"Removed the second factor of {user.email}; their sessions are signed out.")
+
+
 @users.command("list")
 def users_list() -> None:
     """List staff accounts."""

@@ -65,8 +65,38 @@ DEFAULTS: dict[str, object] = {
     "PUBLIC_PORT": None,
     # Number of trusted reverse proxies in front (Caddy = 1) for client addresses.
     "PROXY_COUNT": 0,
+    # Staff sign-in (README: "Staff accounts and sign-in").
+    # Sign-in attempts per address (any account, right or wrong).
     "LOGIN_RATE_LIMIT": "10 per minute",
-    "MIN_PASSWORD_LENGTH": 10,
+    # Failed sign-ins per account (ASVS 2.2.1: at most 100 an hour; see auth/throttle.py).
+    "LOGIN_ACCOUNT_LIMIT": "100 per hour",
+    # Wrong second-factor codes per account (on top of the per-address limit above).
+    "MFA_CODE_LIMIT": "10 per 15 minutes",
+    "MIN_PASSWORD_LENGTH": 12,
+    # zxcvbn's score (0-4) a new password needs: 3 refuses common passwords and their
+    # obvious variations.
+    "MIN_PASSWORD_SCORE": 3,
+    # How long an operator-issued set-password link works.
+    "PASSWORD_LINK_HOURS": 24,
+    # A server-side session ends after this long without a request, and this long after
+    # sign-in whatever happens.
+    "SESSION_IDLE_MINUTES": 30,
+    "SESSION_LIFETIME_HOURS": 12,
+    # Operators must sign in with a second factor (the demo turns it off).
+    "REQUIRE_MFA": True,
+    # The name authenticator apps show next to the account.
+    "MFA_ISSUER": "whoopadmin",
+    # false: no password form; staff sign in with single sign-on only.
+    "LOCAL_PASSWORDS": True,
+    # Single sign-on with OpenID Connect: all three set, or none.
+    "OIDC_ISSUER": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    # The button says "Sign in with <this>" (default: the issuer's host name).
+    "OIDC_PROVIDER_NAME": None,
+    # E-mail domains (comma-separated) whose unknown, verified addresses get a new account.
+    "OIDC_ALLOWED_DOMAINS": "",
+    "OIDC_DEFAULT_ROLE": "support",
     # Flask and extension settings.
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     "SESSION_COOKIE_HTTPONLY": True,
@@ -96,6 +126,16 @@ NUMBERS = (
     "WEBHOOK_CONNECTION_CACHE_SECONDS",
     "WEBHOOK_QUEUE_DELAY_SECONDS",
 )
+# Settings that are true or false (the environment gives strings).
+FLAGS = ("REQUIRE_MFA", "LOCAL_PASSWORDS")
+# Settings that are whole numbers, with their smallest and largest value.
+INTEGERS = {
+    "MIN_PASSWORD_LENGTH": (8, 128),
+    "MIN_PASSWORD_SCORE": (0, 4),
+    "PASSWORD_LINK_HOURS": (1, 24 * 14),
+    "SESSION_IDLE_MINUTES": (1, 24 * 60),
+    "SESSION_LIFETIME_HOURS": (1, 24 * 30),
+}
 
 
 class ConfigError(RuntimeError):
@@ -185,7 +225,54 @@ def finalise(app: Flask) -> None:
         if not 0 <= value <= 3600:
             raise ConfigError(f"WHOOPADMIN_{name} must be a number of seconds (0 to 3600).")
         app.config[name] = value
+    _check_sign_in(app)
     # Secure cookies need https; development runs on plain http://127.0.0.1.
     for name in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         if app.config[name] is None:
             app.config[name] = is_production(app)
+
+
+def as_flag(value: object, name: str) -> bool:
+    """Return the boolean a setting means (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"WHOOPADMIN_{name} must be true or false, not {value!r}.")
+
+
+def _check_sign_in(app: Flask) -> None:
+    """Turn the sign-in settings into values, refusing ones that would lock everyone out."""
+    from limits import parse
+
+    for name in FLAGS:
+        app.config[name] = as_flag(app.config.get(name), name)
+    for name, (low, high) in INTEGERS.items():
+        try:
+            value = int(app.config[name])
+        except (TypeError, ValueError):
+            value = low - 1
+        if not low <= value <= high:
+            raise ConfigError(f"WHOOPADMIN_{name} must be a whole number from {low} to {high}.")
+        app.config[name] = value
+    for name in ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_LIMIT", "MFA_CODE_LIMIT"):
+        try:
+            parse(str(app.config[name]))
+        except ValueError:
+            raise ConfigError(f"WHOOPADMIN_{name} must be a rate such as '100 per hour'.") from None
+    oidc = [app.config.get(f"OIDC_{part}") for part in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")]
+    if any(oidc) and not all(oidc):
+        raise ConfigError(
+            "Single sign-on needs WHOOPADMIN_OIDC_ISSUER, WHOOPADMIN_OIDC_CLIENT_ID and "
+            "WHOOPADMIN_OIDC_CLIENT_SECRET together."
+        )
+    if not app.config["LOCAL_PASSWORDS"] and not all(oidc):
+        raise ConfigError(
+            "WHOOPADMIN_LOCAL_PASSWORDS=false leaves no way to sign in: set up single "
+            "sign-on (WHOOPADMIN_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET) first."
+        )
+    if app.config["OIDC_DEFAULT_ROLE"] not in ("operator", "support"):
+        raise ConfigError("WHOOPADMIN_OIDC_DEFAULT_ROLE must be operator or support.")

@@ -40,6 +40,8 @@ class RedactingRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:
         path = self.path.split("?", 1)[0]
+        if path.startswith("/set-password/"):
+            path = "/set-password/<token>"
         if path.startswith("/connect/"):
             path = "/connect/<token>" + ("/start" if path.endswith("/start") else "")
         original, self.path = self.path, path  # werkzeug logs self.path
@@ -93,6 +95,8 @@ def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None
 
     upgrade(directory=app.extensions["migrate"].directory)
     seed_accounts()
+    # One click-through: the demo's printed accounts sign in with a password alone.
+    app.config["REQUIRE_MFA"] = False
 
     dns_server = DNSServer().start()
     dns_server.load_zone(demo_zone(app), origin=ZONE)
@@ -138,7 +142,7 @@ def run_demo(app: Flask, host: str, port: int, sandbox_port: int = 5055) -> None
 
     admin = f"http://{host}:{port}/"
     click.echo(f"\nwhoopadmin demo — admin pages on {admin}  (data in {app.instance_path})\n")
-    click.echo("Staff log-ins:")
+    click.echo("Staff log-ins (the demo skips the second factor; production asks operators):")
     for email, role, password in DEMO_ACCOUNTS:
         click.echo(f"  {role:<9} {email:<22} password: {password}")
     click.echo(f"\nWHOOP sandbox on {sandbox.url} — the demo WHOOP app's credentials:")

@@ -5,6 +5,9 @@ from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.destinations.models import Delivery, Destination
+from whoopadmin.mfa.models import RecoveryCode, TotpDevice
+from whoopadmin.passwords.models import PasswordLink
+from whoopadmin.sessions.models import StaffSession
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
@@ -20,8 +23,12 @@ __all__ = [
     "Link",
     "LinkEvent",
     "OAuthState",
+    "PasswordLink",
+    "RecoveryCode",
+    "StaffSession",
     "StaffUser",
     "SyncRun",
+    "TotpDevice",
     "WebhookEvent",
     "WebhookRejection",
     "WhoopRecord",

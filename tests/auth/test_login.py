@@ -133,7 +133,7 @@ def test_login_rate_limit(make_app, redis_url):
 def test_login_rate_limit_per_account_across_addresses(make_app):
     from tests.helpers import reset_schema
 
-    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
+    app = make_app(LOGIN_ACCOUNT_LIMIT="3 per hour")
     reset_schema(app)
     with app.app_context():
         make_user("operator")

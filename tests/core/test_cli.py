@@ -44,7 +44,8 @@ def test_users_create_with_prompt(app, runner):
             "Invalid value for '--role'",
         ),
         (["a@example.com"], "a-good-long-password\n", "Missing option '--role'"),
-        (["a@example.com", "--role", "operator"], "short\n", "at least 10"),
+        (["a@example.com", "--role", "operator"], "short\n", "at least 12"),
+        (["a@example.com", "--role", "operator"], "password1234\n", "less common password"),
         (["a@example.com", "--role", "operator"], "", "no password on standard input"),
     ],
 )
@@ -155,3 +156,35 @@ def test_sigterm_stops_the_embedded_redis(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_users_password_link_and_reset_mfa(app, runner):
+    """A locked-out last operator gets back in from a shell: a set-password link, and a
+    second factor removed."""
+    from tests.factories import make_totp
+    from tests.helpers import AuthActions, csrf_from
+    from whoopadmin.audit import AuditEvent
+    from whoopadmin.mfa.models import TotpDevice
+
+    args = ["users", "create", "a@example.com", "--role", "operator", "--password-stdin"]
+    runner.invoke(args=args, input="first-password-1\n")
+    with app.app_context():
+        make_totp(db.session.scalar(select(StaffUser)))
+    result = runner.invoke(args=["users", "password-link", "A@Example.com"])
+    assert result.exit_code == 0, result.output
+    path = result.stdout.strip()
+    assert path.startswith("/set-password/")
+    client = app.test_client()
+    token = csrf_from(client.get(path).get_data(as_text=True))
+    data = {"password": "a-brand-new-passphrase", "confirm": "a-brand-new-passphrase"}
+    assert client.post(path, data={**data, "csrf_token": token}).headers["Location"] == "/login"
+    assert runner.invoke(args=["users", "reset-mfa", "a@example.com"]).exit_code == 0
+    with app.app_context():
+        assert db.session.scalar(select(TotpDevice)) is None
+        actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert {"staff.password_link", "staff.password_set", "staff.mfa_reset"} <= set(actions)
+    auth = AuthActions(app.test_client())
+    assert auth.login("a@example.com", "a-brand-new-passphrase").headers["Location"] == "/"
+    for command in ("password-link", "reset-mfa"):
+        missing = runner.invoke(args=["users", command, "nobody@example.com"])
+        assert missing.exit_code == 1 and "No staff account" in missing.output

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ from jinja2 import StrictUndefined
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.conftest import Wizard, flush_redis, fresh_pg_database, run_jobs
-from tests.factories import PASSWORDS, make_user
+from tests.factories import PASSWORDS, make_totp, make_user
 from tests.helpers import AuthActions, reset_schema
 
 try:
@@ -75,6 +76,24 @@ class Live:
     sandbox: object
     dns: object
     whoop_apps: dict = field(default_factory=dict)
+    # Authenticator secrets by e-mail, and the last time step whose code each one used:
+    # a code works once, so every sign-in needs a later step than the one before.
+    totp_secrets: dict = field(default_factory=dict)
+    used_steps: dict = field(default_factory=dict)
+
+    def totp_code(self, email: str) -> str:
+        """A code for ``email``'s authenticator that no sign-in has used yet (this waits
+        for the next 30-second step when the current and the next one are both used)."""
+        import pyotp
+
+        totp = pyotp.TOTP(self.totp_secrets[email])
+        while True:
+            step = int(time.time()) // totp.interval
+            for candidate in (step, step + 1):  # the next step's code is accepted too
+                if candidate > self.used_steps.get(email, -1):
+                    self.used_steps[email] = candidate
+                    return totp.generate_otp(candidate)
+            time.sleep(0.5)
 
     @property
     def admin(self) -> str:
@@ -187,7 +206,8 @@ def live(tmp_path_factory, e2e_database_url, redis_url, encryption_key):
                 "ENCRYPTION_KEYS": encryption_key,
                 "DATABASE_URL": e2e_database_url,
                 "REDIS_URL": redis_url,
-                "MIN_PASSWORD_LENGTH": 10,
+                # Operators sign in with a second factor, as in production.
+                "REQUIRE_MFA": True,
                 "PUBLIC_SCHEME": "http",
                 "PUBLIC_PORT": port,
                 "CNAME_TARGET": f"edge.{ZONE}",
@@ -206,10 +226,11 @@ def live(tmp_path_factory, e2e_database_url, redis_url, encryption_key):
         app.jinja_env.undefined = StrictUndefined
         reset_schema(app)
         with app.app_context():
-            make_user("operator", OPERATOR[0])
+            secret = make_totp(make_user("operator", OPERATOR[0]))
             make_user("support", SUPPORT[0])
             db.session.remove()
         live = Live(app=app, port=port, sandbox=sandbox, dns=dns)
+        live.totp_secrets[OPERATOR[0]] = secret
         live.publish_zone()
 
         wsgi["app"] = app
@@ -241,7 +262,9 @@ def staging(live):
     one through the Flask test client (tests/conftest.py's ``Wizard`` steps).
     """
     client = live.app.test_client()
-    AuthActions(client).login(*OPERATOR)
+    auth = AuthActions(client)
+    assert auth.login(*OPERATOR).headers["Location"] == "/login/verify"
+    assert auth.verify(live.totp_code(OPERATOR[0])).headers["Location"] == "/"
     wizard = Wizard(live.app, client, live.sandbox, live.dns)
     whoop_app = live.whoop_app(STAGING_HOST)
     wizard.create("staging", "Acme Health")
@@ -363,14 +386,25 @@ def page(new_page):
 
 
 def sign_in(page, live: Live, account: tuple[str, str]) -> None:
-    """Sign in through the real form."""
+    """Sign in through the real form, then with an authenticator code if the account has one."""
     from playwright.sync_api import expect
 
     page.goto(f"{live.admin}/login")
     page.get_by_label("E-mail").fill(account[0])
     page.get_by_label("Password").fill(account[1])
     page.get_by_role("button", name="Sign in").click()
+    if account[0] in live.totp_secrets:
+        enter_code(page, live, account[0])
     expect(page.get_by_test_id("whoami")).to_contain_text(account[0])
+
+
+def enter_code(page, live: Live, email: str) -> None:
+    """The second step of signing in: the authenticator's code, computed with pyotp."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name="Authentication code")).to_be_visible()
+    page.get_by_label("Authentication code").fill(live.totp_code(email))
+    page.get_by_role("button", name="Verify").click()
 
 
 def save_screenshot(page, name: str, down_to=None) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from tests.e2e.conftest import OPERATOR, SUPPORT, sign_in
+from tests.e2e.conftest import OPERATOR, SUPPORT, enter_code, sign_in
 
 try:
     from playwright.sync_api import expect
@@ -25,9 +25,14 @@ def test_wrong_password_is_refused_with_a_clear_message(live, page):
     assert answer.value.status == 401
     expect(page.get_by_role("alert")).to_have_text("Wrong e-mail address or password.")
     expect(page.get_by_test_id("whoami")).to_have_count(0)
-    # The right password still works afterwards.
+    # The right password still works afterwards, and the code from the app comes next.
     page.get_by_label("Password").fill(OPERATOR[1])
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("whoami")).to_have_count(0)
+    page.get_by_label("Authentication code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("alert")).to_contain_text("That code is not right")
+    enter_code(page, live, OPERATOR[0])
     expect(page.get_by_test_id("whoami")).to_contain_text(OPERATOR[0])
 
 

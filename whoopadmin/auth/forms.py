@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, SubmitField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, Length
 
 from whoopadmin.auth.models import ROLES
 
@@ -21,11 +21,10 @@ class LoginForm(FlaskForm):
 
 
 class NewStaffForm(FlaskForm):
-    """A new staff account."""
+    """A new staff account (its owner sets the password through a one-time link)."""
 
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
     role = SelectField("Role", choices=ROLE_CHOICES)
-    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Create account")
 
 
@@ -34,16 +33,6 @@ class RoleForm(FlaskForm):
 
     role = SelectField("Role", choices=ROLE_CHOICES)
     submit = SubmitField("Change role")
-
-
-class PasswordResetForm(FlaskForm):
-    """Set a new password for a staff user."""
-
-    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
-    confirm = PasswordField(
-        "Repeat the password", validators=[EqualTo("password", message="The passwords differ.")]
-    )
-    submit = SubmitField("Set password")
 
 
 class ActionForm(FlaskForm):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from whoopadmin.audit import utcnow
@@ -26,10 +26,11 @@ class StaffUser(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
-    # Bumped on password reset or deactivation so existing sessions stop working.
-    session_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The authenticator app, if any (loaded with the user: the MFA guard reads it on
+    # every page).
+    totp = relationship("TotpDevice", uselist=False, lazy="joined", viewonly=True)
 
     @property
     def is_active(self) -> bool:
@@ -41,9 +42,14 @@ class StaffUser(UserMixin, db.Model):
         """Return whether this user may open operator-only pages."""
         return self.role == "operator"
 
+    @property
+    def mfa_enrolled(self) -> bool:
+        """Return whether this user signs in with a confirmed authenticator app."""
+        return self.totp is not None and self.totp.confirmed_at is not None
+
     def get_id(self) -> str:
-        """Session identity: the id and the session version, so a reset logs others out."""
-        return f"{self.id}:{self.session_version}"
+        """flask-login's identity: the user id (the server-side session decides the rest)."""
+        return str(self.id)
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of ``password``."""
@@ -56,11 +62,7 @@ class StaffUser(UserMixin, db.Model):
 
 @login_manager.user_loader
 def load_user(identity: str) -> StaffUser | None:
-    """Load the signed-in user from the session, refusing stale session versions."""
-    user_id, _, version = identity.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
-        return None
-    user = db.session.get(StaffUser, int(user_id))
-    if user is None or user.session_version != int(version) or not user.active:
-        return None
-    return user
+    """Load the signed-in user: only while the cookie's session id names a live session."""
+    from whoopadmin.sessions.login import load_user as load
+
+    return load(identity)

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import secrets
+from functools import cache
+
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from whoopadmin import audit
-from whoopadmin.audit import utcnow
+from whoopadmin.auth import throttle
 from whoopadmin.auth.models import ROLES, StaffUser
 from whoopadmin.extensions import db
+from whoopadmin.passwords import policy
+from whoopadmin.sessions import service as sessions
 
 
 class StaffError(ValueError):
     """A staff change that cannot be made; the message is shown to the user as is."""
+
+
+class SignInRefused(Exception):
+    """Wrong e-mail or password (one message for both), or a deactivated account."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+WRONG = "Wrong e-mail address or password."
 
 
 def normalise_email(email: str) -> str:
@@ -25,13 +41,12 @@ def normalise_email(email: str) -> str:
     return info.normalized.lower()
 
 
-def check_password_strength(password: str) -> None:
-    """Refuse passwords that are too short or too plain."""
-    minimum = int(current_app.config["MIN_PASSWORD_LENGTH"])
-    if len(password or "") < minimum:
-        raise StaffError(f"The password must have at least {minimum} characters.")
-    if password.strip() != password:
-        raise StaffError("The password must not start or end with a space.")
+def check_password_strength(password: str, email: str = "") -> None:
+    """Refuse passwords that are too short, too common or too easy to guess."""
+    try:
+        policy.check(password, [email])
+    except policy.WeakPassword as exc:
+        raise StaffError(str(exc)) from None
 
 
 def _check_role(role: str) -> None:
@@ -48,15 +63,20 @@ def find_by_email(email: str) -> StaffUser | None:
     return db.session.scalar(select(StaffUser).where(StaffUser.email == email))
 
 
-def create_user(actor, email: str, role: str, password: str) -> StaffUser:
-    """Create a staff user; ``actor`` is the operator (or ``"cli"``) doing it."""
+def create_user(actor, email: str, role: str, password: str | None) -> StaffUser:
+    """Create a staff user; ``actor`` is the operator (or ``"cli"``) doing it.
+
+    Without a password the account has a random one nobody knows: it signs in after
+    using a set-password link, or with single sign-on.
+    """
     email = normalise_email(email)
     _check_role(role)
-    check_password_strength(password)
+    if password is not None:
+        check_password_strength(password, email)
     if db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
         raise StaffError(f"A staff account for {email} already exists.")
     user = StaffUser(email=email, role=role)
-    user.set_password(password)
+    user.set_password(password if password is not None else secrets.token_urlsafe(32))
     db.session.add(user)
     db.session.flush()
     audit.record(actor, "staff.create", user, email=email, role=role)
@@ -64,19 +84,61 @@ def create_user(actor, email: str, role: str, password: str) -> StaffUser:
     return user
 
 
-def authenticate(email: str, password: str) -> StaffUser | None:
-    """Return the active user these credentials belong to, or None (same answer for any miss)."""
-    user = find_by_email(email)
-    if user is None or not user.check_password(password or ""):
-        return None
+@cache
+def _dummy_hash() -> str:
+    # Same method and cost as real hashes, so an unknown e-mail takes as long as a known one.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def throttle_key(email: str) -> tuple[str, str | None]:
+    """Return the throttle bucket for a typed e-mail and what the audit log may show of it.
+
+    A valid address is keyed and shown as sign-in normalises it. Anything else is keyed on
+    its lower-cased text but never shown: people type their password into the e-mail box.
+    """
+    try:
+        account = normalise_email(email)
+    except StaffError:
+        return "invalid:" + (email or "").strip().lower()[:255], None
+    return account, account[:255]
+
+
+def authenticate(email: str, password: str, address: str = "") -> StaffUser:
+    """Return the user these credentials belong to, or raise SignInRefused / Throttled.
+
+    Unknown and known e-mail addresses cost the same (a dummy hash is checked); every
+    failure and every throttle hit is audited, never with the password.
+    """
+    account, shown = throttle_key(email)
+    user = find_by_email(email) if shown else None
+    throttle.check_password(account, address, second_factor=bool(user and user.mfa_enrolled))
+    if user is None:
+        check_password_hash(_dummy_hash(), password or "")
+        ok = False
+    else:
+        ok = user.check_password(password or "")
+    if not ok:
+        throttle.password_failed(account, address)
+        reason = "wrong_password" if user is not None else "unknown_account"
+        audit.record(
+            "anonymous", "staff.login_failed", user, email=shown, address=address, reason=reason
+        )
+        db.session.commit()
+        raise SignInRefused(WRONG)
+    if not user.active:
+        audit.record(
+            "anonymous",
+            "staff.login_failed",
+            user,
+            email=shown,
+            address=address,
+            reason="deactivated",
+        )
+        db.session.commit()
+        raise SignInRefused(
+            "This account is deactivated. Ask an operator to reactivate it.", status=403
+        )
     return user
-
-
-def record_login(user: StaffUser) -> None:
-    """Note a successful sign-in."""
-    user.last_login_at = utcnow()
-    audit.record(user, "staff.login", user)
-    db.session.commit()
 
 
 def _active_operators() -> int:
@@ -101,14 +163,15 @@ def set_active(actor, user: StaffUser, active: bool) -> None:
         if getattr(actor, "id", None) == user.id:
             raise StaffError("You cannot deactivate your own account.")
         _guard_last_operator(user)
-        user.session_version += 1
+        sessions.end_all(user)
     user.active = active
     audit.record(actor, "staff.activate" if active else "staff.deactivate", user)
     db.session.commit()
 
 
 def change_role(actor, user: StaffUser, role: str) -> None:
-    """Change a staff user's role."""
+    """Change a staff user's role; it ends their sessions (the next sign-in gets the new role's
+    rules, a second factor for operators among them)."""
     _check_role(role)
     if user.role == role:
         return
@@ -116,14 +179,6 @@ def change_role(actor, user: StaffUser, role: str) -> None:
         _guard_last_operator(user)
     old = user.role
     user.role = role
+    sessions.end_all(user)
     audit.record(actor, "staff.change_role", user, old=old, new=role)
-    db.session.commit()
-
-
-def reset_password(actor, user: StaffUser, password: str) -> None:
-    """Set a new password and sign the user out everywhere."""
-    check_password_strength(password)
-    user.set_password(password)
-    user.session_version += 1
-    audit.record(actor, "staff.reset_password", user)
     db.session.commit()

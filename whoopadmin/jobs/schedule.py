@@ -31,6 +31,8 @@ def periodic_jobs() -> list[Periodic]:
         # Each hour a 24th of the links re-reads its last days: webhooks can be missed.
         Periodic("whoopadmin.sync.jobs.reconcile_due", "sync", 3600),
         Periodic("whoopadmin.sync.jobs.cleanup_expired", "sync", 3600),
+        # Staff sessions past their idle or absolute limit (each sign-in also sweeps its own).
+        Periodic("whoopadmin.sessions.service.purge_expired", "sync", 3600),
         # Failed deliveries are retried on their back-off; lost delivery jobs are re-queued.
         Periodic("whoopadmin.destinations.service.retry_due", "deliveries", 60),
     ]

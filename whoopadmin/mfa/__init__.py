@@ -1,0 +1,1 @@
+"""Two-factor sign-in: TOTP authenticators and single-use recovery codes."""

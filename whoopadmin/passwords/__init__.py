@@ -1,0 +1,1 @@
+"""Staff passwords: the strength policy, self-service change and one-time set-password links."""

@@ -1,0 +1,1 @@
+"""Single sign-on for staff with OpenID Connect (authlib)."""
