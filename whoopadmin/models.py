@@ -4,7 +4,7 @@ from whoopadmin.api.models import ApiKey
 from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
-from whoopadmin.destinations.models import Delivery, Destination
+from whoopadmin.destinations.models import Delivery, DeliveryRecovery, Destination
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
@@ -15,6 +15,7 @@ __all__ = [
     "Connection",
     "ConnectSession",
     "Delivery",
+    "DeliveryRecovery",
     "Destination",
     "Indicator",
     "Link",
