@@ -264,13 +264,16 @@ def test_a_disabled_destination_still_gets_test_events_but_no_resends(
     private_ok, operator_client, receiver
 ):
     app = private_ok
-    _, dest_id, _ = disabled_with_history(app, receiver)
+    conn_id, dest_id, _ = disabled_with_history(app, receiver)
     post(operator_client, f"/destinations/{dest_id}/test", page=f"/destinations/{dest_id}")
     run_jobs(app, ("deliveries",))
     (request,) = receiver.requests
     assert json.loads(request["body"])["type"] == "test"
     # The answer worked, so the run of failures is over; the destination stays disabled.
     assert get(app, dest_id).failing_since is None and get(app, dest_id).disabled_at
+    with app.app_context():
+        (signal,) = [s for s in health.signals(conn_id) if s["name"] == "destination_disabled"]
+    assert "A test event has succeeded since." in signal["message"]
     failed, held = deliveries(app)[0], deliveries(app)[1]
     for delivery in (failed, held):
         response = post(

@@ -542,3 +542,22 @@ def test_a_recovery_whose_job_was_lost_is_queued_again(private_ok, receiver, mon
         assert jobs.resume_recoveries() == 0  # not twice
     run_jobs(app, ("deliveries",))
     assert numbers(receiver.requests) == [0, 1]
+
+
+def test_deleting_a_destination_ends_its_recovery_quietly(private_ok, receiver):
+    from rq.registry import FailedJobRegistry
+
+    from whoopadmin.jobs import get_queue
+
+    app = private_ok
+    conn_id, dest_id, _ = seed(app, receiver.url)
+    failed_events(app, receiver, conn_id, 2)
+    with app.app_context():
+        destination = db.session.get(Destination, dest_id)
+        recovery.start("test", destination, utcnow() - timedelta(hours=1))
+        service.delete_destination("test", destination)
+        assert db.session.scalar(sa.select(sa.func.count(DeliveryRecovery.id))) == 0
+    run_jobs(app, ("deliveries",))
+    assert receiver.requests == []
+    with app.app_context():
+        assert FailedJobRegistry(queue=get_queue("deliveries")).count == 0

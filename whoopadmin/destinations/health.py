@@ -75,7 +75,8 @@ def signals(connection_id: int) -> list[dict[str, Any]]:
                         "destination_disabled",
                         "problem",
                         f"{name} was disabled on {_when(d.disabled_at)}: every delivery "
-                        f"failed for {days:g} days (since {_when(d.failing_since)}).",
+                        f"failed for {days:g} days."
+                        + (" A test event has succeeded since." if d.failing_since is None else ""),
                         "Fix the receiver (Send test event shows when it answers again), "
                         "then enable the destination and recover what it missed.",
                         page,

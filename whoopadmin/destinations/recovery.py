@@ -312,9 +312,11 @@ def _next_slice(recovery: DeliveryRecovery, next_send: float) -> str:
 
 def _why_stop(recovery: DeliveryRecovery) -> str | None:
     """Why the job must stop before its next send (cancelled, destination changed), or None."""
-    db.session.refresh(recovery)
-    if recovery.status != "running":
-        return f"recovery {recovery.status}"
+    current = db.session.get(DeliveryRecovery, recovery.id, populate_existing=True)
+    if current is None:  # its destination was deleted
+        return "recovery deleted with its destination"
+    if current.status != "running":
+        return f"recovery {current.status}"
     destination = db.session.get(Destination, recovery.destination_id, populate_existing=True)
     if destination.disabled_at is not None or not destination.active:
         return _stop(

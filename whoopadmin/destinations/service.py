@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -498,8 +499,6 @@ def headers_for(
     ``secret`` may be a list (a rotation's overlap): every header then carries one
     signature per secret, the first secret's first.
     """
-    import time
-
     secrets_ = [secret] if isinstance(secret, str) else list(secret)
     t = int(time.time()) if t is None else int(t)
     body = delivery.payload.encode()
