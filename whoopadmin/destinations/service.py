@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -188,7 +188,7 @@ def rotate_secret(actor, destination: Destination) -> str:
     return secret
 
 
-def overlap_until(destination: Destination, now=None):
+def overlap_until(destination: Destination, now: datetime | None = None) -> datetime | None:
     """When the previous secret stops signing, or None if it no longer signs."""
     expires = destination.previous_secret_expires_at
     if destination.previous_secret_sealed is None or expires is None:
@@ -196,7 +196,7 @@ def overlap_until(destination: Destination, now=None):
     return expires if expires > (now or utcnow()) else None
 
 
-def signing_secrets(destination: Destination, now=None) -> list[str]:
+def signing_secrets(destination: Destination, now: datetime | None = None) -> list[str]:
     """The secrets that sign a delivery now: the current one, then the previous in overlap."""
     secrets_ = [destination.signing_secret]
     if overlap_until(destination, now) is not None:
