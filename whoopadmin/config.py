@@ -57,6 +57,16 @@ DEFAULTS: dict[str, object] = {
     "ALLOW_PRIVATE_DESTINATIONS": False,
     # Seconds to connect and, separately, to wait for a destination's answer.
     "DESTINATION_TIMEOUT": 10.0,
+    # Deliveries (issue 18). After a rotation the old signing secret keeps signing beside
+    # the new one this many hours (0: it stops at once).
+    "DESTINATION_SECRET_OVERLAP_HOURS": 24.0,
+    # A destination whose attempts have all failed this many days (from the first failure
+    # of the run) is disabled; its deliveries are held for a recovery.
+    "DESTINATION_DISABLE_AFTER_DAYS": 5.0,
+    # A recovery re-sends at most this many deliveries per second…
+    "DESTINATION_RECOVERY_RATE": 10.0,
+    # …and reaches back at most this many days.
+    "DESTINATION_RECOVERY_WINDOW_DAYS": 30.0,
     # Host names that serve the admin pages (comma-separated); empty: any host that is
     # not a connection's subdomain.
     "ADMIN_HOSTS": "",
@@ -135,6 +145,14 @@ INTEGERS = {
     "PASSWORD_LINK_HOURS": (1, 24 * 14),
     "SESSION_IDLE_MINUTES": (1, 24 * 60),
     "SESSION_LIFETIME_HOURS": (1, 24 * 30),
+}
+
+# Deliveries settings that are numbers within bounds (checked at start-up): (low, high).
+DESTINATION_LIMITS = {
+    "DESTINATION_SECRET_OVERLAP_HOURS": (0, 24 * 30),
+    "DESTINATION_DISABLE_AFTER_DAYS": (0.01, 365),
+    "DESTINATION_RECOVERY_RATE": (0.1, 1000),
+    "DESTINATION_RECOVERY_WINDOW_DAYS": (1, 3650),
 }
 
 
@@ -226,6 +244,14 @@ def finalise(app: Flask) -> None:
             raise ConfigError(f"WHOOPADMIN_{name} must be a number of seconds (0 to 3600).")
         app.config[name] = value
     _check_sign_in(app)
+    for name, (low, high) in DESTINATION_LIMITS.items():
+        try:
+            value = float(app.config[name])
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not low <= value <= high:
+            raise ConfigError(f"WHOOPADMIN_{name} must be a number from {low:g} to {high:g}.")
+        app.config[name] = value
     # Secure cookies need https; development runs on plain http://127.0.0.1.
     for name in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         if app.config[name] is None:

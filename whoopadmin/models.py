@@ -4,7 +4,7 @@ from whoopadmin.api.models import ApiKey
 from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
-from whoopadmin.destinations.models import Delivery, Destination
+from whoopadmin.destinations.models import Delivery, DeliveryRecovery, Destination
 from whoopadmin.mfa.models import RecoveryCode, TotpDevice
 from whoopadmin.passwords.models import PasswordLink
 from whoopadmin.sessions.models import StaffSession
@@ -18,6 +18,7 @@ __all__ = [
     "Connection",
     "ConnectSession",
     "Delivery",
+    "DeliveryRecovery",
     "Destination",
     "Indicator",
     "Link",

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 
 import pytest
 from werkzeug.serving import make_server
@@ -77,6 +78,8 @@ class Receiver:
         self.host = host
         self.requests: list[dict] = []
         self.statuses: list[int] = []  # answers to the next requests; then 200
+        # {n: Event}: the n-th request (1-based) is answered only once the event is set.
+        self.gates: dict[int, threading.Event] = {}
         self.lock = threading.Lock()
         self.server = make_server(host, 0, self.wsgi, threaded=True, ssl_context=ssl_context)
         self.port = self.server.server_port
@@ -92,9 +95,17 @@ class Receiver:
         body = request.get_data()
         with self.lock:
             self.requests.append(
-                {"path": request.full_path, "headers": dict(request.headers), "body": body}
+                {
+                    "path": request.full_path,
+                    "headers": dict(request.headers),
+                    "body": body,
+                    "at": time.monotonic(),
+                }
             )
             status = self.statuses.pop(0) if self.statuses else 200
+            gate = self.gates.pop(len(self.requests), None)
+        if gate is not None:  # hold this answer until the test opens the gate
+            gate.wait(30)
         response = Response(json.dumps({"ok": status == 200}), status=status)
         return response(environ, start_response)
 

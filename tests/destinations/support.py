@@ -12,7 +12,7 @@ from whoopadmin.destinations.models import Delivery, Destination
 from whoopadmin.extensions import db
 
 SECRET_RE = re.compile(
-    r'data-testid="new-secret".*?<code class="copyable">(whsec_[\w-]+)</code>', re.S
+    r'data-testid="new-secret".*?<code class="copyable">(whsec_[A-Za-z0-9+/=_-]+)</code>', re.S
 )
 
 
@@ -30,6 +30,37 @@ def seed(app, url: str, events=None, active=True, **connection) -> tuple[int, in
             "test", conn, url, events or ["auth.success", "sleep"], active
         )
         return conn.id, destination.id, secret
+
+
+def readme_snippet(heading: str) -> dict:
+    """Run the first Python block under a README heading; return the names it defines."""
+    from pathlib import Path
+
+    import whoopadmin
+
+    readme = (Path(whoopadmin.__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split(heading, 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def standard_verify(secret: str, request: dict) -> dict:
+    """Verify a received request's Standard Webhooks headers with the independent package."""
+    from standardwebhooks import Webhook
+
+    return Webhook(secret).verify(request["body"], request["headers"])
+
+
+def signatures(request: dict) -> tuple[list[str], list[str]]:
+    """The v1 signatures of both headers of a received request: (whoopadmin, standard)."""
+    ours = [
+        part.split("=", 1)[1]
+        for part in request["headers"]["Whoopadmin-Signature"].split(",")
+        if part.startswith("v1=")
+    ]
+    return ours, request["headers"]["Webhook-Signature"].split(" ")
 
 
 def deliveries(app) -> list[Delivery]:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import run_jobs
-from tests.destinations.support import deliveries, make_due, seed
+from tests.destinations.support import deliveries, make_due, readme_snippet, seed
 from tests.factories import make_connection, make_link
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link
@@ -269,7 +269,7 @@ def _stored_destination(app, url: str) -> int:
     with app.app_context():
         conn = make_connection()
         d = Destination(connection_id=conn.id, url=url, events=["auth.success"], active=True)
-        d.signing_secret = "whsec_x"
+        d.signing_secret = service.generate_secret()
         db.session.add(d)
         db.session.commit()
         return conn.id
@@ -358,16 +358,7 @@ def test_rate_limit_hit_is_emitted_once_per_pause(private_ok, receiver):
 
 def test_the_readme_snippet_verifies_a_real_delivery(private_ok, receiver):
     """The README's receiver code, run as written, against a real delivery."""
-    from pathlib import Path
-
-    import whoopadmin
-
-    readme = (Path(whoopadmin.__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("### Verifying the signature", 1)[1]
-    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace: dict = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102
-    verify_whoopadmin = namespace["verify_whoopadmin"]
+    verify_whoopadmin = readme_snippet("### Verifying the signature")["verify_whoopadmin"]
 
     app = private_ok
     conn_id, _, secret = seed(app, receiver.url)

@@ -21,13 +21,19 @@ LIFECYCLE_EVENTS = (
     "access_revoked",
     "connection_error",
     "rate_limit_hit",
+    # Sent to a connection's other destinations when one is disabled after days of failures.
+    "destination.disabled",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS
 # Sent only by the "Send test" button, to one destination, whatever its filter.
 TEST_EVENT = "test"
 
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
+# "held": stored for a disabled destination, not attempted, waiting to be recovered.
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "held")
+# "full": the whole event; "ping": ids only (no health data), the backend reads the rest.
+PAYLOAD_MODES = ("full", "ping")
+RECOVERY_STATUSES = ("running", "finished", "cancelled", "stopped")
 
 
 class Destination(SealedMixin, db.Model):
@@ -46,8 +52,19 @@ class Destination(SealedMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # After a rotation the old secret keeps signing beside the new one until this time.
+    previous_secret_sealed: Mapped[str | None] = mapped_column(String(512))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload_mode: Mapped[str] = mapped_column(String(8), default="full", server_default="full")
+    # The first failed attempt since the last successful one (None while deliveries work).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set while disabled ("failing": by the cron after days of failures; "operator"):
+    # new deliveries are stored as "held", not attempted, until a recovery sends them.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_reason: Mapped[str | None] = mapped_column(String(16))
 
     signing_secret = Sealed()
+    previous_secret = Sealed()
 
     def wants(self, event_type: str) -> bool:
         """Whether this destination takes ``event_type`` (test events always)."""
@@ -87,5 +104,56 @@ class Delivery(db.Model):
     # Every attempt: [{"at", "attempt", "status_code", "latency_ms", "error"}].
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     resend_of_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    # The recovery that sent this delivery (a copy of a failed one, or a held one released).
+    recovery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery_recoveries.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryRecovery(db.Model):
+    """One "re-send everything that failed since …" run for a destination, and its progress.
+
+    The job walks the destination's original deliveries (not re-sends) in id order;
+    ``position`` is the id of the last one handled, committed after each, so a job that
+    dies is resumed where it stopped. ``running_for`` holds the destination id while the
+    recovery runs: its unique constraint allows one running recovery per destination.
+    ``lease_until`` is the running job's heartbeat; the cron resumes a recovery whose
+    lease has lapsed.
+    """
+
+    __tablename__ = "delivery_recoveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destinations.id", ondelete="CASCADE"), index=True
+    )
+    running_for: Mapped[int | None] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Deliveries created after the start (ids above this) are not part of the recovery.
+    until_id: Mapped[int] = mapped_column(default=0)
+    position: Mapped[int] = mapped_column(default=0)
+    position_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    sent: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    # Deliveries per second, fixed when the recovery starts.
+    rate: Mapped[float] = mapped_column(default=10.0)
+    message: Mapped[str | None] = mapped_column(String(300))
+    started_by: Mapped[str] = mapped_column(String(255))
+    ended_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def percent(self) -> int:
+        """How far it has come, 0 to 100."""
+        if self.status == "finished":
+            return 100
+        return min(100, int(100 * self.done / self.total)) if self.total else 0

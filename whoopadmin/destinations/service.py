@@ -4,6 +4,9 @@ Retries use a column, not RQ's scheduler: a delivery that fails gets ``next_atte
 from ``BACKOFF`` and stays ``pending``; the periodic ``retry_due`` (every minute) queues
 every pending delivery that is due. A delivery whose job was never queued (Redis down
 at emit time) or whose worker died is picked up by the same sweep, so nothing is lost.
+
+A disabled destination (``controls.py``) still gets its deliveries, stored ``held`` and
+not attempted, until a recovery (``recovery.py``) sends them.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -21,11 +26,12 @@ from sqlalchemy import delete, select, update
 
 from whoopadmin import audit
 from whoopadmin.audit import utcnow
-from whoopadmin.destinations import signing, transport
+from whoopadmin.destinations import signing, standard, transport
 from whoopadmin.destinations.models import (
     EVENT_TYPES,
     TEST_EVENT,
     Delivery,
+    DeliveryRecovery,
     Destination,
 )
 from whoopadmin.extensions import db
@@ -37,7 +43,7 @@ log = logging.getLogger(__name__)
 BACKOFF = (60, 300, 1800, 7200, 21600)
 MAX_ATTEMPTS = len(BACKOFF) + 1
 MAX_DESTINATIONS = 10
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = standard.PREFIX
 # A queued job may run a little early (clocks, the sweep's granularity).
 EARLY = timedelta(seconds=5)
 
@@ -56,8 +62,13 @@ def allow_private() -> bool:
 
 
 def generate_secret() -> str:
-    """A new signing secret (shown once, stored sealed)."""
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    """A new signing secret (shown once, stored sealed): ``whsec_`` + base64 of 32 bytes."""
+    return standard.new_secret(secrets.token_bytes(standard.KEY_BYTES))
+
+
+def setting(name: str) -> float:
+    """A numeric deliveries setting from the app config (checked at start-up)."""
+    return float(current_app.config[name])
 
 
 # --------------------------------------------------------------------------- destinations
@@ -156,22 +167,68 @@ def update_destination(
 
 
 def rotate_secret(actor, destination: Destination) -> str:
-    """Replace the signing secret; return the new one (shown once). The old one stops now."""
+    """Replace the signing secret; return the new one (shown once).
+
+    The old secret keeps signing beside the new one (sealed in ``previous_secret``) for
+    ``DESTINATION_SECRET_OVERLAP_HOURS`` (0: it stops at once), or until the operator
+    ends the overlap. Rotating again during an overlap drops the oldest secret.
+    """
+    now = utcnow()
+    hours = setting("DESTINATION_SECRET_OVERLAP_HOURS")
+    replaced_overlap = overlap_until(destination, now) is not None
     secret = generate_secret()
+    if hours > 0:
+        destination.previous_secret = destination.signing_secret
+        destination.previous_secret_expires_at = now + timedelta(hours=hours)
+    else:
+        destination.previous_secret = None
+        destination.previous_secret_expires_at = None
     destination.signing_secret = secret
-    destination.secret_rotated_at = utcnow()
-    audit.record(actor, "destination.rotate_secret", destination)
+    destination.secret_rotated_at = now
+    audit.record(
+        actor,
+        "destination.rotate_secret",
+        destination,
+        overlap_until=iso(destination.previous_secret_expires_at),
+        dropped_previous_overlap=replaced_overlap,
+    )
     db.session.commit()
     return secret
 
 
+def overlap_until(destination: Destination, now: datetime | None = None) -> datetime | None:
+    """When the previous secret stops signing, or None if it no longer signs."""
+    expires = destination.previous_secret_expires_at
+    if destination.previous_secret_sealed is None or expires is None:
+        return None
+    return expires if expires > (now or utcnow()) else None
+
+
+def signing_secrets(destination: Destination, now: datetime | None = None) -> list[str]:
+    """The secrets that sign a delivery now: the current one, then the previous in overlap."""
+    secrets_ = [destination.signing_secret]
+    if overlap_until(destination, now) is not None:
+        secrets_.append(destination.previous_secret)
+    return secrets_
+
+
+def iso(value) -> str | None:
+    """An ISO 8601 text of a datetime, or None (for audit details and event data)."""
+    return value.isoformat() if value is not None else None
+
+
 def delete_destination(actor, destination: Destination) -> None:
-    """Delete a destination and its delivery log."""
+    """Delete a destination, its delivery log and its recoveries."""
     audit.record(actor, "destination.delete", destination, url=destination.url)
     db.session.execute(
-        update(Delivery).where(Delivery.destination_id == destination.id).values(resend_of_id=None)
+        update(Delivery)
+        .where(Delivery.destination_id == destination.id)
+        .values(resend_of_id=None, recovery_id=None)
     )
     db.session.execute(delete(Delivery).where(Delivery.destination_id == destination.id))
+    db.session.execute(
+        delete(DeliveryRecovery).where(DeliveryRecovery.destination_id == destination.id)
+    )
     db.session.delete(destination)
     db.session.commit()
 
@@ -179,77 +236,113 @@ def delete_destination(actor, destination: Destination) -> None:
 # --------------------------------------------------------------------------- emitting
 
 
-def _payload(event_id: str, event_type: str, connection: Connection, link, data: Any) -> str:
+# What a ping keeps of an event's data: identifiers only, never health data.
+PING_DATA_KEYS = ("record_type", "whoop_id", "destination_id")
+
+
+def _payload(
+    event_id: str, event_type: str, connection: Connection, link, data: Any, mode: str, at: str
+) -> str:
+    """The JSON body of an event: the whole event ("full") or its ids only ("ping")."""
     user = None
     if link is not None:
-        user = {
-            "user_id": link.uid,
-            "reference_id": link.reference_id,
-            "whoop_user_id": link.whoop_user_id,
-        }
+        user = {"user_id": link.uid, "reference_id": link.reference_id}
+        if mode == "full":
+            user["whoop_user_id"] = link.whoop_user_id
     document = {
         "id": event_id,
         "type": event_type,
-        "created_at": utcnow().isoformat().replace("+00:00", "Z"),
+        "created_at": at,
         "environment": connection.environment,
         "user": user,
         "data": data,
     }
+    if mode == "ping":
+        kept = {k: data[k] for k in PING_DATA_KEYS if isinstance(data, dict) and k in data}
+        document.update(mode="ping", data=kept or None)
     return json.dumps(document, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def _wanting(connection_id: int, event_type: str) -> list[int]:
-    """Ids of the active destinations of a connection that take ``event_type``."""
+@dataclass(frozen=True)
+class _Target:
+    """A destination an event goes to: its id, its payload mode, whether it is held."""
+
+    id: int
+    mode: str
+    held: bool
+
+
+def _wanting(connection_id: int, event_type: str, only_enabled: bool = False) -> list[_Target]:
+    """The active destinations of a connection that take ``event_type`` (one query)."""
     rows = db.session.execute(
-        select(Destination.id, Destination.events).where(
-            Destination.connection_id == connection_id, Destination.active.is_(True)
-        )
+        select(
+            Destination.id, Destination.events, Destination.payload_mode, Destination.disabled_at
+        ).where(Destination.connection_id == connection_id, Destination.active.is_(True))
     ).all()
-    return [row.id for row in rows if event_type in (row.events or [])]
+    return [
+        _Target(row.id, row.payload_mode or "full", row.disabled_at is not None)
+        for row in rows
+        if event_type in (row.events or []) and not (only_enabled and row.disabled_at)
+    ]
 
 
 def _create(
-    destination_ids: list[int], connection: Connection, event_type: str, data, link
+    targets: list[_Target], connection: Connection, event_type: str, data, link
 ) -> list[int]:
+    """Store one delivery per target and commit; return the ids of those to send now."""
     now = utcnow()
     event_id = f"evt_{uuid.uuid4().hex}"
-    body = _payload(event_id, event_type, connection, link, data)
+    at = now.isoformat().replace("+00:00", "Z")
+    bodies = {
+        mode: _payload(event_id, event_type, connection, link, data, mode, at)
+        for mode in {t.mode for t in targets}
+    }
     rows = [
         Delivery(
-            destination_id=destination_id,
+            destination_id=target.id,
             connection_id=connection.id,
             event_id=event_id,
             event_type=event_type,
-            payload=body,
+            payload=bodies[target.mode],
             link_id=getattr(link, "id", None),
-            status="pending",
-            next_attempt_at=now,
+            # A disabled destination's deliveries wait, unattempted, for a recovery.
+            status="held" if target.held and event_type != TEST_EVENT else "pending",
+            next_attempt_at=None if target.held and event_type != TEST_EVENT else now,
             history=[],
         )
-        for destination_id in destination_ids
+        for target in targets
     ]
     db.session.add_all(rows)
     db.session.commit()
-    return [row.id for row in rows]
+    return [row.id for row in rows if row.status == "pending"]
 
 
-def emit(connection_id: int, event_type: str, data: Any, link=None) -> int:
+def emit(
+    connection_id: int,
+    event_type: str,
+    data: Any,
+    link=None,
+    exclude: int | None = None,
+    only_enabled: bool = False,
+) -> int:
     """Create a delivery for each active destination that wants ``event_type``; queue them.
 
     Call it **after** committing your own change (it commits its rows). It never raises:
     a failure is logged and the caller carries on. With no destination it costs one
-    indexed query. Returns the number of deliveries created.
+    indexed query. ``exclude`` leaves one destination out; ``only_enabled`` leaves the
+    disabled ones out (which would otherwise hold the event). Returns the number of
+    deliveries created.
     """
     try:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
-        destination_ids = _wanting(connection_id, event_type)
-        if not destination_ids:
+        targets = [t for t in _wanting(connection_id, event_type, only_enabled) if t.id != exclude]
+        if not targets:
             return 0
         connection = db.session.get(Connection, connection_id)
         if connection is None:
             return 0
-        delivery_ids = _create(destination_ids, connection, event_type, data, link)
+        delivery_ids = _create(targets, connection, event_type, data, link)
     except Exception:
         log.exception("could not emit %s for connection %s", event_type, connection_id)
         try:
@@ -259,7 +352,7 @@ def emit(connection_id: int, event_type: str, data: Any, link=None) -> int:
         return 0
     for delivery_id in delivery_ids:
         queue_delivery(delivery_id)
-    return len(delivery_ids)
+    return len(targets)
 
 
 # Record types of the sync module → data event types.
@@ -342,7 +435,9 @@ def send_test(actor, destination: Destination) -> Delivery:
     """Queue a signed ``test`` event to this one destination (whatever its filter)."""
     connection = db.session.get(Connection, destination.connection_id)
     data = {"message": "A test event from whoopadmin.", "destination_id": destination.id}
-    (delivery_id,) = _create([destination.id], connection, TEST_EVENT, data, None)
+    # A disabled destination still gets its test events: they show whether it works again.
+    target = _Target(destination.id, destination.payload_mode or "full", False)
+    (delivery_id,) = _create([target], connection, TEST_EVENT, data, None)
     audit.record(actor, "destination.test", destination)
     db.session.commit()
     queue_delivery(delivery_id)
@@ -380,28 +475,44 @@ def retry_due(limit: int = 500) -> int:
     return sum(1 for delivery_id in ids if queue_delivery(delivery_id))
 
 
-def _claim(delivery: Delivery, lease: timedelta) -> int | None:
-    """Take the next attempt of a due delivery; None if it is not due or another took it."""
+def _claim(delivery: Delivery, lease: timedelta, force: bool = False) -> int | None:
+    """Take the next attempt of a due delivery; None if it is not due or another took it.
+
+    ``force`` takes it whenever it is due (a recovery sends its deliveries itself, in
+    order); the compare-and-swap on ``attempts`` still lets only one taker through.
+    """
     now = utcnow()
     attempt = (delivery.attempts or 0) + 1
+    conditions = [
+        Delivery.id == delivery.id,
+        Delivery.status == "pending",
+        Delivery.attempts == (delivery.attempts or 0),
+    ]
+    if not force:
+        conditions.append(Delivery.next_attempt_at <= now + EARLY)
     result = db.session.execute(
         update(Delivery)
-        .where(
-            Delivery.id == delivery.id,
-            Delivery.status == "pending",
-            Delivery.attempts == (delivery.attempts or 0),
-            Delivery.next_attempt_at <= now + EARLY,
-        )
+        .where(*conditions)
         .values(attempts=attempt, last_attempt_at=now, next_attempt_at=now + lease)
     )
     db.session.commit()
     return attempt if result.rowcount == 1 else None
 
 
-def headers_for(delivery: Delivery, secret: str, attempt: int) -> dict[str, str]:
-    """The headers of one attempt: the signature (fresh timestamp) and the event's names."""
+def headers_for(
+    delivery: Delivery, secret: str | list[str], attempt: int, t: int | None = None
+) -> dict[str, str]:
+    """The headers of one attempt: both signature schemes (fresh timestamp), the event's names.
+
+    ``secret`` may be a list (a rotation's overlap): every header then carries one
+    signature per secret, the first secret's first.
+    """
+    secrets_ = [secret] if isinstance(secret, str) else list(secret)
+    t = int(time.time()) if t is None else int(t)
+    body = delivery.payload.encode()
     return {
-        signing.HEADER: signing.sign(secret, delivery.payload.encode()),
+        signing.HEADER: signing.sign(secrets_, body, t),
+        **standard.headers(secrets_, delivery.event_id, t, body),
         "User-Agent": "whoopadmin-deliveries/1",
         "whoopadmin-event-id": delivery.event_id,
         "whoopadmin-event-type": delivery.event_type,
@@ -409,21 +520,25 @@ def headers_for(delivery: Delivery, secret: str, attempt: int) -> dict[str, str]
     }
 
 
-def deliver(delivery_id: int) -> str:
+def deliver(delivery_id: int, force: bool = False) -> str:
     """Post one due delivery (queue ``deliveries``); idempotent, never raises for the network.
 
     The destination's URL is checked again now (its name may resolve elsewhere since it
-    was saved) and the request goes to the address that passed the check.
+    was saved) and the request goes to the address that passed the check. A delivery of
+    a disabled destination is not attempted: it is held for a recovery. ``force``: see
+    ``_claim``.
     """
     delivery = db.session.get(Delivery, delivery_id)
     if delivery is None or delivery.status != "pending":
         return "nothing to do"
+    destination = db.session.get(Destination, delivery.destination_id)
+    if destination is not None and destination.disabled_at and delivery.event_type != TEST_EVENT:
+        return _hold(delivery)
     timeout = float(current_app.config.get("DESTINATION_TIMEOUT", 10.0))
-    attempt = _claim(delivery, timedelta(seconds=2 * timeout + 60))
+    attempt = _claim(delivery, timedelta(seconds=2 * timeout + 60), force)
     if attempt is None:
         return "not due, or taken by another worker"
     delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
-    destination = db.session.get(Destination, delivery.destination_id)
     if destination is None or not destination.active:
         return _finish(delivery, attempt, transport.Answer(None, 0, "destination paused"), True)
     try:
@@ -431,10 +546,43 @@ def deliver(delivery_id: int) -> str:
     except transport.DestinationRefused as exc:
         answer = transport.Answer(None, 0, f"refused: {exc}")
     else:
-        headers = headers_for(delivery, destination.signing_secret, attempt)
+        headers = headers_for(delivery, signing_secrets(destination), attempt)
         ca_certs = current_app.config.get("DESTINATION_CA_BUNDLE") or None
         answer = transport.post(target, delivery.payload.encode(), headers, timeout, ca_certs)
+    _note_outcome(destination.id, answer.ok)
     return _finish(delivery, attempt, answer)
+
+
+def _hold(delivery: Delivery) -> str:
+    """Keep a pending delivery of a disabled destination for a recovery (not attempted)."""
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.status == "pending")
+        .values(status="held", next_attempt_at=None)
+    )
+    db.session.commit()
+    return "held: the destination is disabled" if result.rowcount else "nothing to do"
+
+
+def _note_outcome(destination_id: int, ok: bool) -> None:
+    """Start (first failure) or end (a success) the destination's run of failures.
+
+    One conditional UPDATE in the attempt's own transaction; it changes a row only when
+    the state flips, so a destination that works costs no write beyond the delivery's.
+    """
+    if ok:
+        statement = (
+            update(Destination)
+            .where(Destination.id == destination_id, Destination.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    else:
+        statement = (
+            update(Destination)
+            .where(Destination.id == destination_id, Destination.failing_since.is_(None))
+            .values(failing_since=utcnow())
+        )
+    db.session.execute(statement.execution_options(synchronize_session=False))
 
 
 def _finish(delivery: Delivery, attempt: int, answer: transport.Answer, final=False) -> str:
@@ -471,8 +619,24 @@ def _finish(delivery: Delivery, attempt: int, answer: transport.Answer, final=Fa
 
 def resend(actor, delivery: Delivery) -> Delivery:
     """Send a delivery's event again, as a new delivery with the same event id and body."""
-    if delivery.status == "pending":
-        raise DestinationError("This delivery is still being sent.")
+    if delivery.status in ("pending", "held"):
+        raise DestinationError(
+            "This delivery is still being sent."
+            if delivery.status == "pending"
+            else "This delivery waits for a recovery: enable the destination and recover it."
+        )
+    destination = db.session.get(Destination, delivery.destination_id)
+    if destination is not None and destination.disabled_at is not None:
+        raise DestinationError("The destination is disabled: enable it first.")
+    copy = copy_of(delivery, utcnow())
+    audit.record(actor, "delivery.resend", delivery, new_delivery=copy.id)
+    db.session.commit()
+    queue_delivery(copy.id)
+    return copy
+
+
+def copy_of(delivery: Delivery, next_attempt_at, recovery_id: int | None = None) -> Delivery:
+    """A new pending delivery of the same event (same id and body), flushed, not committed."""
     copy = Delivery(
         destination_id=delivery.destination_id,
         connection_id=delivery.connection_id,
@@ -481,15 +645,13 @@ def resend(actor, delivery: Delivery) -> Delivery:
         payload=delivery.payload,
         link_id=delivery.link_id,
         status="pending",
-        next_attempt_at=utcnow(),
+        next_attempt_at=next_attempt_at,
         history=[],
         resend_of_id=delivery.id,
+        recovery_id=recovery_id,
     )
     db.session.add(copy)
     db.session.flush()
-    audit.record(actor, "delivery.resend", delivery, new_delivery=copy.id)
-    db.session.commit()
-    queue_delivery(copy.id)
     return copy
 
 

@@ -5,8 +5,11 @@ the lowercase hex HMAC-SHA256, keyed with the destination's signing secret, of t
 timestamp, a dot and the raw request body: ``f"{t}.".encode() + body``. A receiver
 recomputes it over the bytes it received (before any JSON parsing), compares in constant
 time and refuses timestamps older (or newer) than a tolerance, so a captured request
-cannot be replayed later. During a secret rotation a header may carry several ``v1=``
-values; one match is enough.
+cannot be replayed later. During a secret rotation's overlap a header carries one ``v1=``
+per signing secret (the new one first); one match is enough.
+
+The HMAC key is the whole secret string, ``whsec_`` prefix included, as UTF-8. (The
+Standard Webhooks headers beside it use another key: see ``standard.py``.)
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 HEADER = "whoopadmin-signature"
 SCHEME = "v1"
@@ -28,12 +32,16 @@ def _digest(secret: str, body: bytes, t: int) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes, t: int | None = None) -> str:
-    """Return the header value ``t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`` for ``body``."""
-    if not secret:
+def sign(secret: str | Sequence[str], body: bytes, t: int | None = None) -> str:
+    """Return the header value ``t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`` for ``body``.
+
+    ``secret`` may be a list of secrets (a rotation's overlap): one ``v1=`` for each.
+    """
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets or not all(secrets):
         raise ValueError("a signing secret is required")
     t = int(time.time()) if t is None else int(t)
-    return f"t={t},{SCHEME}={_digest(secret, body, t)}"
+    return f"t={t}," + ",".join(f"{SCHEME}={_digest(s, body, t)}" for s in secrets)
 
 
 def parse(header: str) -> tuple[int, list[str]]:

@@ -251,3 +251,7 @@ def resend_delivery(delivery_id: int):
     return redirect(
         url_for("destinations.edit_destination", destination_id=delivery.destination_id), 303
     )
+
+
+# The controls' routes (mode, overlap, enable/disable, recovery) live beside, on this bp.
+from whoopadmin.destinations import control_views  # noqa: E402, F401

@@ -35,6 +35,11 @@ def periodic_jobs() -> list[Periodic]:
         Periodic("whoopadmin.sessions.service.purge_expired", "sync", 3600),
         # Failed deliveries are retried on their back-off; lost delivery jobs are re-queued.
         Periodic("whoopadmin.destinations.service.retry_due", "deliveries", 60),
+        # Recoveries whose job died are resumed; ended secret overlaps are dropped.
+        Periodic("whoopadmin.destinations.jobs.resume_recoveries", "deliveries", 60),
+        Periodic("whoopadmin.destinations.jobs.end_expired_overlaps", "deliveries", 60),
+        # Destinations that have failed for days are disabled (their events are held).
+        Periodic("whoopadmin.destinations.jobs.disable_failing", "deliveries", 600),
     ]
 
 
