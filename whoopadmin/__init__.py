@@ -93,6 +93,7 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.auth.views import bp as auth_bp
     from whoopadmin.connect.views import bp as connect_bp
     from whoopadmin.destinations.views import bp as destinations_bp
+    from whoopadmin.health.views import bp as health_bp
     from whoopadmin.main.views import bp as main_bp
     from whoopadmin.ops.views import bp as ops_bp
     from whoopadmin.setup.views import bp as setup_bp
@@ -111,3 +112,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(support_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(destinations_bp)
+    app.register_blueprint(health_bp)

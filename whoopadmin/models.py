@@ -5,6 +5,7 @@ from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.destinations.models import Delivery, Destination
+from whoopadmin.health.models import ConnectionSignal, MissedWebhookCount, WebhookActivity
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
@@ -13,15 +14,18 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Connection",
+    "ConnectionSignal",
     "ConnectSession",
     "Delivery",
     "Destination",
     "Indicator",
     "Link",
     "LinkEvent",
+    "MissedWebhookCount",
     "OAuthState",
     "StaffUser",
     "SyncRun",
+    "WebhookActivity",
     "WebhookEvent",
     "WebhookRejection",
     "WhoopRecord",

@@ -38,6 +38,18 @@ def _problem(connection, reason: str, status: int):
     )
 
 
+def _at_cap(connection, session):
+    """At the member cap: to the session's failure URL with the reason, or a hosted page."""
+    if session.failure_redirect_url:
+        params = {
+            "reason": "member_cap_reached",
+            "reference_id": session.reference_id,
+            "resource": "whoop",
+        }
+        return redirect(service.redirect_with(session.failure_redirect_url, params), 303)
+    return _problem(connection, "member_cap_reached", 409)
+
+
 @bp.route("/connect/<token>")
 def show(token: str):
     """What will be shared, and a button to WHOOP."""
@@ -46,6 +58,8 @@ def show(token: str):
     problem = service.session_problem(session)
     if problem:
         return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
+    if service.cap_problem(connection, session):
+        return _at_cap(connection, session)
     return render_template(
         "connect/connect.html",
         connection=connection,
@@ -65,6 +79,8 @@ def start(token: str):
     problem = service.session_problem(session)
     if problem:
         return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
+    if service.cap_problem(connection, session):
+        return _at_cap(connection, session)
     return redirect(service.start_authorization(connection, session), 303)
 
 

@@ -21,6 +21,7 @@ LIFECYCLE_EVENTS = (
     "access_revoked",
     "connection_error",
     "rate_limit_hit",
+    "connection_warning",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS

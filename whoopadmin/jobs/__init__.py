@@ -92,6 +92,7 @@ JOB_MODULES = (
     "whoopadmin.sync.tokens",
     "whoopadmin.webhooks.jobs",
     "whoopadmin.destinations.service",
+    "whoopadmin.health.jobs",
 )
 
 

@@ -33,6 +33,8 @@ def periodic_jobs() -> list[Periodic]:
         Periodic("whoopadmin.sync.jobs.cleanup_expired", "sync", 3600),
         # Failed deliveries are retried on their back-off; lost delivery jobs are re-queued.
         Periodic("whoopadmin.destinations.service.retry_due", "deliveries", 60),
+        # Connection health: learn webhook rates, record signals, warn on changes.
+        Periodic("whoopadmin.health.jobs.evaluate_all", "sync", 60),
     ]
 
 
