@@ -134,15 +134,22 @@ def receiver():
 @pytest.fixture
 def warnings_to(live, receiver):
     """A destination taking ``connection_warning`` events; returns a reader of their data."""
+    return watch_warnings(live.app, receiver)
+
+
+def watch_warnings(app, receiver):
+    """Send the connection's ``connection_warning`` events to ``receiver``; return a reader
+    of the delivered events' data (it runs the deliveries first)."""
     import json
 
-    with live.app.app_context():
+    app.config["ALLOW_PRIVATE_DESTINATIONS"] = True  # the receiver is on loopback
+    with app.app_context():
         connection = db.session.scalar(sa.select(Connection))
         destinations.create_destination("test", connection, receiver.url, ["connection_warning"])
 
     def read() -> list[dict]:
-        run_jobs(live.app, ("deliveries",))
-        with live.app.app_context():
+        run_jobs(app, ("deliveries",))
+        with app.app_context():
             payloads = db.session.scalars(
                 sa.select(Delivery.payload)
                 .where(Delivery.event_type == "connection_warning")

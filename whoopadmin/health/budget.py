@@ -53,6 +53,7 @@ def forecast(usage: dict[str, Any], members: int) -> dict[str, Any]:
         "day_limit": day_limit,
         "day_share": used / day_limit if day_limit else 1.0,
         "day_resets_in": resets_in,
+        "day_elapsed": day_seconds - resets_in,
         "rate_per_hour": rate * 3600,
         "projected": round(projected),
         "projected_share": projected / day_limit if day_limit else 1.0,
