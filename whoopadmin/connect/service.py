@@ -135,7 +135,6 @@ def create_session(
     reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
     if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
-    refuse_new_member(connection, reference_id)
     if language is not None and language != "":
         if (
             not isinstance(language, str)
@@ -155,6 +154,7 @@ def create_session(
         )
     success = check_redirect(connection, success_redirect_url, "success_redirect_url")
     failure = check_redirect(connection, failure_redirect_url, "failure_redirect_url")
+    refuse_new_member(connection, reference_id)
     token = secrets.token_urlsafe(32)
     session = ConnectSession(
         public_id="cs_" + secrets.token_hex(12),

@@ -143,8 +143,9 @@ def webhook_signal(
             details,
         )
     rate = verdict["rate_per_hour"]
-    summary = f"Webhooks arrive (about {rate:g} an hour)." if rate else "No missed webhooks."
-    return Signal(silent.SIGNAL, "Webhooks", "ok", summary, None, details)
+    summary = f"Webhooks arrive (about {rate:g} an hour); " if rate else ""
+    summary += "no missed webhooks today."
+    return Signal(silent.SIGNAL, "Webhooks", "ok", summary[0].upper() + summary[1:], None, details)
 
 
 # --------------------------------------------------------------------------- rate budget
