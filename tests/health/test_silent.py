@@ -104,7 +104,7 @@ def test_silent_webhooks_are_flagged_delivered_once_and_clear_themselves(
     with live.app.app_context():
         queued = Queue("sync", connection=get_redis(live.app)).job_ids
     assert any(j.startswith(f"reconcile-silent-{link_id}-") for j in queued), queued
-    run_jobs(live.app, ("webhooks", "sync"))
+    run_jobs(live.app, ("domains", "sync"))
     _, details = webhook_state(live.app)
     page = live.client.get("/health/production").get_data(as_text=True)
     causes = {c["key"]: c["status"] for c in service_causes(live.app)}

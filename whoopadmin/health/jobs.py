@@ -53,8 +53,9 @@ def _queue_cause_check(connection: Connection, now: datetime) -> None:
     checked = activity.causes_checked_at if activity else None
     if checked is not None and row is not None and checked >= row.since and now - checked < every:
         return
+    # Beside the DNS checks: probes from outside, kept off the webhook queue's hot path.
     enqueue_once(
-        "webhooks",
+        "domains",
         "whoopadmin.health.jobs.check_causes",
         connection.id,
         job_id=f"health-causes-{connection.id}",
@@ -85,7 +86,7 @@ def _queue_reconciles(connection: Connection, now: datetime) -> int:
 
 
 def check_causes(connection_id: int) -> str:
-    """Check the likely causes of a connection's silent webhooks (queue ``webhooks``)."""
+    """Check the likely causes of a connection's silent webhooks (queue ``domains``)."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
         return "no such connection"

@@ -25,15 +25,14 @@ from whoopadmin.extensions import db
 from whoopadmin.health import budget as budget_forecast
 from whoopadmin.health import calls, member_cap
 from whoopadmin.health import webhooks as silent
-from whoopadmin.health.models import ConnectionSignal, MissedWebhookCount
+from whoopadmin.health.models import SIGNAL_STATES, ConnectionSignal, MissedWebhookCount
 from whoopadmin.setup.models import Connection
 
 log = logging.getLogger(__name__)
 
 EVENT = "connection_warning"
-STATES = ("ok", "warning", "problem")
-# Signals whose state is recorded (and whose changes are delivered), in panel order.
-RECORDED = (silent.SIGNAL, "rate_budget", "member_cap")
+# Signals whose state is recorded (and whose changes are delivered) are the first three
+# of the panel: webhooks_silent, rate_budget, member_cap.
 
 
 @dataclass
@@ -249,14 +248,18 @@ def delivery_signals(connection: Connection) -> list[Signal]:
 # --------------------------------------------------------------------------- together
 
 
-def signals(connection: Connection, now: datetime | None = None) -> list[Signal]:
-    """Every signal of the connection as it stands (reads; writes nothing)."""
-    previous = recorded(connection)
-    out = [
+def _recorded_signals(connection: Connection, previous: dict, now: datetime | None) -> list:
+    """The signals whose states are recorded, judged against their previous states."""
+    return [
         webhook_signal(connection, previous.get(silent.SIGNAL), now),
         budget_signal(connection, previous.get("rate_budget")),
         cap_signal(connection),
     ]
+
+
+def signals(connection: Connection, now: datetime | None = None) -> list[Signal]:
+    """Every signal of the connection as it stands (reads; writes nothing)."""
+    out = _recorded_signals(connection, recorded(connection), now)
     deliveries = delivery_signals(connection)
     out.extend(deliveries)
     if not deliveries:
@@ -287,18 +290,14 @@ def evaluate(connection: Connection, now: datetime | None = None) -> list[Signal
     now = now or utcnow()
     silent.learn(connection, now)
     previous = recorded(connection)
-    current = [
-        webhook_signal(connection, previous.get(silent.SIGNAL), now),
-        budget_signal(connection, previous.get("rate_budget")),
-        cap_signal(connection),
-    ]
+    current = _recorded_signals(connection, previous, now)
     for signal in current:
         state = signal.state
         if signal.key == silent.SIGNAL:
             # Only the silent flag is recorded and delivered; missed or refused webhooks
             # show on the panel (and in the counts) without an event each day.
             state = "problem" if signal.details.get("silent") else "ok"
-        if state in STATES:
+        if state in SIGNAL_STATES:
             record(connection, signal, previous.get(signal.key), now, state)
     return current
 
