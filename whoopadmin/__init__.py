@@ -94,6 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.auth.views import bp as auth_bp
     from whoopadmin.connect.views import bp as connect_bp
     from whoopadmin.destinations.views import bp as destinations_bp
+    from whoopadmin.health.views import bp as health_bp
     from whoopadmin.main.views import bp as main_bp
     from whoopadmin.mfa.views import bp as mfa_bp
     from whoopadmin.ops.views import bp as ops_bp
@@ -119,3 +120,4 @@ def _register_blueprints(app: Flask) -> None:
     # Staff accounts: sessions, second factor, passwords, single sign-on.
     for blueprint in (sessions_bp, mfa_bp, passwords_bp, sso_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(health_bp)

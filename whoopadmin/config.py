@@ -107,6 +107,33 @@ DEFAULTS: dict[str, object] = {
     # E-mail domains (comma-separated) whose unknown, verified addresses get a new account.
     "OIDC_ALLOWED_DOMAINS": "",
     "OIDC_DEFAULT_ROLE": "support",
+    # Connection health (whoopadmin/health/, README "Connection health").
+    # No member webhook for this long (and longer than GAP_FACTOR expected gaps at the
+    # learned rate) flags a connection whose webhooks used to arrive as webhooks_silent.
+    "HEALTH_SILENT_AFTER_SECONDS": 6 * 3600,
+    "HEALTH_SILENT_GAP_FACTOR": 4.0,
+    # This many records found by reconciliation that no webhook announced, since the last
+    # webhook arrived, also flag it (webhooks that never arrived at all).
+    "HEALTH_MISSED_SILENT_COUNT": 3,
+    # A record changed at WHOOP less than this long ago is not judged: its webhook may
+    # still be on its way (WHOOP retries for about an hour).
+    "HEALTH_MISSED_GRACE_SECONDS": 900,
+    # Clock difference allowed between WHOOP's updated_at and our received_at.
+    "HEALTH_ANNOUNCE_SKEW_SECONDS": 300,
+    # Half-life of the learned webhook rate.
+    "HEALTH_RATE_HALF_LIFE_HOURS": 24.0,
+    # Share of the rate budget (minute and day) that warns, and the share held back from
+    # backfill and reconciliation for webhook-driven fetches.
+    "HEALTH_BUDGET_WARN": 0.8,
+    "HEALTH_BUDGET_RESERVE": 0.2,
+    # Share of the member cap that warns.
+    "HEALTH_MEMBER_CAP_WARN": 0.8,
+    # While a connection is silent, its links are reconciled this often (within budget).
+    "HEALTH_SILENT_RECONCILE_SECONDS": 3600,
+    # While silent, the likely causes (URL, certificate, secret) are re-checked this often.
+    "HEALTH_CAUSE_CHECK_SECONDS": 3600,
+    # CA bundle for the certificate check (empty: the system's trust store).
+    "HEALTH_CA_BUNDLE": "",
     # Flask and extension settings.
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     "SESSION_COOKIE_HTTPONLY": True,
@@ -126,6 +153,21 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_KEY_PREFIX": "whoopadmin",
     # A rate-limit store that is down must not lock every operator out.
     "RATELIMIT_SWALLOW_ERRORS": True,
+}
+
+# Connection health settings: name -> (lowest, highest) allowed (checked at start-up).
+HEALTH_RANGES = {
+    "HEALTH_SILENT_AFTER_SECONDS": (1, 30 * 86_400),
+    "HEALTH_SILENT_GAP_FACTOR": (1, 1000),
+    "HEALTH_MISSED_SILENT_COUNT": (1, 1_000_000),
+    "HEALTH_MISSED_GRACE_SECONDS": (0, 86_400),
+    "HEALTH_ANNOUNCE_SKEW_SECONDS": (0, 86_400),
+    "HEALTH_RATE_HALF_LIFE_HOURS": (0.1, 24 * 30),
+    "HEALTH_BUDGET_WARN": (0.05, 1),
+    "HEALTH_BUDGET_RESERVE": (0, 0.9),
+    "HEALTH_MEMBER_CAP_WARN": (0.05, 1),
+    "HEALTH_SILENT_RECONCILE_SECONDS": (60, 86_400),
+    "HEALTH_CAUSE_CHECK_SECONDS": (60, 86_400),
 }
 
 # Settings that are a number of seconds (checked at start-up).
@@ -244,12 +286,12 @@ def finalise(app: Flask) -> None:
             raise ConfigError(f"WHOOPADMIN_{name} must be a number of seconds (0 to 3600).")
         app.config[name] = value
     _check_sign_in(app)
-    for name, (low, high) in DESTINATION_LIMITS.items():
+    for name, (low, high) in {**DESTINATION_LIMITS, **HEALTH_RANGES}.items():
         try:
             value = float(app.config[name])
         except (TypeError, ValueError):
             value = float("nan")
-        if not low <= value <= high:
+        if not low <= value <= high:  # NaN fails too
             raise ConfigError(f"WHOOPADMIN_{name} must be a number from {low:g} to {high:g}.")
         app.config[name] = value
     # Secure cookies need https; development runs on plain http://127.0.0.1.

@@ -5,6 +5,7 @@ from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.destinations.models import Delivery, DeliveryRecovery, Destination
+from whoopadmin.health.models import ConnectionSignal, MissedWebhookCount, WebhookActivity
 from whoopadmin.mfa.models import RecoveryCode, TotpDevice
 from whoopadmin.passwords.models import PasswordLink
 from whoopadmin.sessions.models import StaffSession
@@ -16,6 +17,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Connection",
+    "ConnectionSignal",
     "ConnectSession",
     "Delivery",
     "DeliveryRecovery",
@@ -23,6 +25,7 @@ __all__ = [
     "Indicator",
     "Link",
     "LinkEvent",
+    "MissedWebhookCount",
     "OAuthState",
     "PasswordLink",
     "RecoveryCode",
@@ -30,6 +33,7 @@ __all__ = [
     "StaffUser",
     "SyncRun",
     "TotpDevice",
+    "WebhookActivity",
     "WebhookEvent",
     "WebhookRejection",
     "WhoopRecord",

@@ -1002,6 +1002,7 @@ VALID = {
         "rate_limit_per_day": st.integers(1000, 10**6).map(str),
         "backfill_days": st.one_of(st.integers(1, 365).map(str), st.just("")),
         "approved_by_whoop": st.sampled_from(["y", ""]),
+        "member_cap": st.one_of(st.integers(1, 10_000_000).map(str), st.just("")),
     },
     "connect_links": {
         "reference_id": printable(1, 60).filter(str.strip),
@@ -1033,6 +1034,7 @@ WILD = {
         "backfill_days": NUMBERS,
         "approved_by_whoop": CHECKBOX,
         "use_pkce": CHECKBOX,
+        "member_cap": NUMBERS,
     },
     "connect_links": {
         "reference_id": TEXT,
@@ -1098,6 +1100,7 @@ OWNED = {
         "rate_limit_per_minute",
         "rate_limit_per_day",
         "approved_by_whoop",
+        "member_cap",
         "backfill_days",
         "use_pkce",
     },
@@ -1134,6 +1137,7 @@ def check_accepted(form: str, data: dict, before: dict, after: dict) -> None:
         assert after["rate_limit_per_day"] == sent("rate_limit_per_day", int)
         assert after["rate_limit_per_minute"] <= after["rate_limit_per_day"]
         assert 1 <= after["backfill_days"] <= 365
+        assert after["member_cap"] is None or 1 <= after["member_cap"] <= 10_000_000
         for origin in after["allowed_origins"]:
             assert origin.startswith(("https://", "http://")) and origin.isprintable()
         for scheme in after["app_schemes"]:

@@ -314,3 +314,31 @@ def test_in_process_sandbox_keeps_webhooks_on_loopback(whoop, receiver):
         receiver.url: "delivered",
     }
     assert all(d["attempts"] == [] for d in deliveries if d["status"] == "blocked")
+
+
+def test_a_members_webhooks_can_be_switched_off_and_on(whoop, receiver, linked):
+    _app, member, _token = linked
+    uid = member["user_id"]
+    other = whoop.new_member(days=5)
+    assert whoop.control("GET", f"/members/{uid}", 200)["webhooks"] is True
+    assert (
+        whoop.control("PATCH", f"/members/{uid}", 200, json={"webhooks": False})["webhooks"]
+        is False
+    )
+    span = {"start": _now_minus(2), "end": _now_minus(1)}
+    whoop.control("POST", f"/members/{uid}/workouts", 201, json=span)
+    deliveries = whoop.control("GET", "/webhooks?wait=1", 200)
+    assert [d["status"] for d in deliveries] == ["suppressed", "suppressed"]  # both URLs
+    time.sleep(0.1)
+    assert receiver.received == []
+    whoop.control("PATCH", f"/members/{uid}", 200, json={"webhooks": True})
+    whoop.control("POST", f"/members/{uid}/workouts", 201, json=span)
+    assert len(receiver.wait_for(2)) == 2
+    # Bad input is a 4xx with a reason, never a 500; nothing changes.
+    for body in ({}, {"webhooks": "no"}, {"webhooks": None}, {"webhooks": False, "x": 1}, []):
+        answer = whoop.control("PATCH", f"/members/{uid}", 400, json=body)
+        assert answer["error"] == "invalid_request"
+    whoop.control("PATCH", "/members/123456789", 404, json={"webhooks": False})
+    whoop.control("PATCH", "/members/abc", 404, json={"webhooks": False})
+    assert whoop.control("GET", f"/members/{uid}", 200)["webhooks"] is True
+    assert whoop.control("GET", f"/members/{other['user_id']}", 200)["webhooks"] is True

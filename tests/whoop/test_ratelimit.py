@@ -361,3 +361,54 @@ def test_requests_session_is_reused_and_closed(world):
         assert borrowed.get(f"{world.sb.url}/_sandbox/").ok  # still usable
     finally:
         borrowed.close()
+
+
+def test_a_reserve_keeps_the_last_share_for_callers_without_one(make_budget, redis_client):
+    """Low-priority callers (reserve 0.2) stop at 8 of 10; urgent ones use the last 2."""
+    wait_for_fresh_window(redis_client, 3600, 5)
+    low = make_budget(per_minute=10, minute_seconds=3600, reserve=0.2)
+    high = make_budget(per_minute=10, minute_seconds=3600)
+    assert [low.try_acquire() for _ in range(8)] == [0.0] * 8
+    assert low.try_acquire() > 0
+    with pytest.raises(BudgetExhausted) as info:
+        low.acquire(timeout=1)
+    assert info.value.reserved is True  # WHOOP's budget is not used up: it is kept
+    assert "kept for webhook-driven work" in str(info.value)
+    assert [high.try_acquire() for _ in range(2)] == [0.0, 0.0]
+    with pytest.raises(BudgetExhausted) as info:
+        high.acquire(timeout=1)
+    assert info.value.reserved is False
+    assert low.usage()["minute_used"] == high.usage()["minute_used"] == 10
+
+
+def test_the_reserve_applies_to_the_day_and_to_whoops_lower_limits(make_budget, redis_client):
+    wait_for_fresh_window(redis_client, 86_400, 5)
+    low = make_budget(per_minute=100, per_day=1000, reserve=0.5)
+    # WHOOP says the day allows 10: the reserve is a share of that, not of ours.
+    low.observe(
+        {
+            "X-RateLimit-Limit": "10, 100;window=60, 10;window=86400",
+            "X-RateLimit-Remaining": "10",
+            "X-RateLimit-Reset": "40000",
+        }
+    )
+    assert [low.try_acquire() for _ in range(5)] == [0.0] * 5
+    assert low.try_acquire() > 60  # the day's window, not the minute's
+
+
+def test_usage_keeps_the_last_full_minute(make_budget, redis_client):
+    budget = make_budget(per_minute=100, minute_seconds=2)
+    wait_for_fresh_window(redis_client, 2, 1.5)
+    for _ in range(3):
+        assert budget.try_acquire() == 0.0
+    wait_for_fresh_window(redis_client, 2, 2)  # into the next window (Redis's clock)
+    usage = budget.usage()
+    assert usage["minute_used"] == 0 and usage["minute_prev_used"] == 3
+    assert budget.try_acquire() == 0.0  # rolling the window keeps the count it ends with
+    assert budget.usage()["minute_prev_used"] == 3
+
+
+def test_a_reserve_must_be_a_share(make_budget):
+    for bad in (-0.1, 1.0, 2):
+        with pytest.raises(ValueError):
+            make_budget(reserve=bad)

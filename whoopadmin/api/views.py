@@ -30,6 +30,12 @@ CONNECT_FIELDS = {
     "language",
     "expires_in",
 }
+# The status of each refusal of a connect session that is not plain bad input.
+CONNECT_ERROR_STATUS = {
+    "connection_not_ready": 409,
+    "member_cap_reached": 409,
+    "unsupported_language": 422,
+}
 # The largest id an INTEGER primary key holds (PostgreSQL's int4).
 MAX_ID = 2**31 - 1
 
@@ -145,7 +151,7 @@ def create_connect_session():
             created_by=f"api-key:{g.api_key.prefix}",
         )
     except connect_service.ConnectError as exc:
-        status = {"connection_not_ready": 409, "unsupported_language": 422}.get(exc.code, 400)
+        status = CONNECT_ERROR_STATUS.get(exc.code, 400)
         return error(
             status, exc.code if exc.code != "invalid" else "invalid_request", str(exc), exc.field
         )

@@ -109,6 +109,8 @@ def problem_status(outcome: str) -> int:
     """The HTTP status of a connect link's page that cannot start a connect."""
     if outcome in SUCCESSES:
         return 200
+    if outcome == "member_cap_reached":
+        return 409
     return 404 if outcome == "invalid_session" else 410
 
 

@@ -22,6 +22,7 @@ from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthStat
 from whoopadmin.crypto import keyed_hash
 from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
+from whoopadmin.health import calls, member_cap
 from whoopadmin.setup import service as setup_service
 from whoopadmin.setup.models import Connection
 from whoopadmin.whoop import SCOPES
@@ -55,6 +56,10 @@ REASONS = {
     ),
     "profile_failed": _l("Your WHOOP profile could not be read. Try again in a moment."),
     "whoop_error": _l("WHOOP reported an error. Start again from the app."),
+    "member_cap_reached": _l(
+        "This service cannot connect more WHOOP accounts right now. Please try again later "
+        "or contact the service's support."
+    ),
 }
 
 
@@ -150,6 +155,7 @@ def create_session(
         )
     success = check_redirect(connection, success_redirect_url, "success_redirect_url")
     failure = check_redirect(connection, failure_redirect_url, "failure_redirect_url")
+    refuse_new_member(connection, reference_id)
     token = secrets.token_urlsafe(32)
     session = ConnectSession(
         public_id="cs_" + secrets.token_hex(12),
@@ -165,6 +171,24 @@ def create_session(
     db.session.add(session)
     db.session.commit()
     return session, token
+
+
+def refuse_new_member(connection: Connection, reference_id: str) -> None:
+    """ConnectError ``member_cap_reached`` if a session for ``reference_id`` would add a
+    member past the connection's cap (a reconnect of a linked reference id adds none)."""
+    try:
+        member_cap.check_session(connection, reference_id)
+    except member_cap.MemberCapReached as exc:
+        raise ConnectError(str(exc), "connection", member_cap.REASON) from None
+
+
+def cap_problem(connection: Connection, session: ConnectSession) -> str | None:
+    """``member_cap_reached`` when opening this session's link would add one member too many."""
+    try:
+        member_cap.check_session(connection, session.reference_id)
+    except member_cap.MemberCapReached:
+        return member_cap.REASON
+    return None
 
 
 def connect_url(connection: Connection, token: str) -> str:
@@ -308,6 +332,7 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
 
     timeout = float(current_app.config["WHOOP_TIMEOUT"])
     try:
+        calls.count(connection.id, calls.CONNECT)
         with oauth_client(connection) as client:
             token = client.fetch_token(
                 current_app.config["WHOOP_TOKEN_URL"],
@@ -329,11 +354,14 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
             connection, session, "missing_scopes", missing=sorted(missing or {"refresh_token"})
         )
     try:
+        calls.count(connection.id, calls.CONNECT)
         profile = get_profile(
             current_app.config["WHOOP_API_BASE"], token["access_token"], timeout=timeout
         )
     except WhoopError as exc:
         return _fail(connection, session, "profile_failed", whoop_error=exc.code)
+    if refused := _refuse_at_callback(connection, profile.user_id, token["access_token"]):
+        return _fail(connection, session, refused)
 
     link, reconnected = _store_link(connection, session, profile, token, granted)
     _queue_backfill(link)
@@ -348,6 +376,35 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
         link=link,
     )
     return CallbackResult(session=session, link=link, reconnected=reconnected)
+
+
+def _refuse_at_callback(connection: Connection, whoop_user_id: int, access_token: str):
+    """``member_cap_reached`` (after revoking the fresh grant) for a new member past the cap.
+
+    The connect page already refuses at the cap; this catches newcomers who were at
+    WHOOP at the same time.
+    """
+    try:
+        member_cap.check_member(connection, whoop_user_id)
+    except member_cap.MemberCapReached:
+        if error := _revoke_at_whoop(connection.id, access_token):
+            log.warning("could not revoke a grant refused at the cap: %s", error)
+        return member_cap.REASON
+    return None
+
+
+def _revoke_at_whoop(connection_id: int, access_token: str) -> str | None:
+    """``DELETE /v2/user/access`` (a counted WHOOP call); the WHOOP error code if it failed."""
+    calls.count(connection_id, calls.REVOKE)
+    try:
+        revoke_access(
+            current_app.config["WHOOP_API_BASE"],
+            access_token,
+            timeout=float(current_app.config["WHOOP_TIMEOUT"]),
+        )
+    except WhoopError as exc:
+        return exc.code
+    return None
 
 
 def _expires_at(token: dict) -> datetime:
@@ -462,14 +519,7 @@ def disconnect(link: Link, actor) -> str | None:
     whoop_error = None
     token = link.access_token
     if token:
-        try:
-            revoke_access(
-                current_app.config["WHOOP_API_BASE"],
-                token,
-                timeout=float(current_app.config["WHOOP_TIMEOUT"]),
-            )
-        except WhoopError as exc:
-            whoop_error = exc.code
+        whoop_error = _revoke_at_whoop(link.connection_id, token)
     link.access_token = None
     link.refresh_token = None
     link.access_expires_at = None
@@ -500,16 +550,3 @@ def disconnect(link: Link, actor) -> str | None:
         link=link,
     )
     return whoop_error
-
-
-def member_warning(connection: Connection) -> str | None:
-    """A warning when an unapproved app nears WHOOP's member cap."""
-    if connection.approved_by_whoop:
-        return None
-    count = setup_service.member_count(connection)
-    cap = setup_service.MEMBER_CAP
-    if count >= cap:
-        return f"{count} of {cap} members linked: WHOOP refuses more until it approves your app."
-    if count >= cap - 2:
-        return f"{count} of {cap} members linked: WHOOP caps unapproved apps at {cap}."
-    return None

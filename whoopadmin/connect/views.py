@@ -45,6 +45,18 @@ def _to_result(connection, outcome: str, session):
     return redirect(url_for("connect.show_result", result_id=result_id), 303)
 
 
+def _at_cap(connection, session):
+    """At the member cap: to the session's failure URL with the reason, or a hosted page."""
+    if session.failure_redirect_url:
+        params = {
+            "reason": "member_cap_reached",
+            "reference_id": session.reference_id,
+            "resource": "whoop",
+        }
+        return redirect(service.redirect_with(session.failure_redirect_url, params), 303)
+    return _problem(connection, "member_cap_reached")
+
+
 @bp.route("/connect/<token>")
 def show(token: str):
     """What will be shared, and a button to WHOOP."""
@@ -54,6 +66,8 @@ def show(token: str):
     problem = hosted.page_problem(session)
     if problem:
         return _problem(connection, problem)
+    if service.cap_problem(connection, session):
+        return _at_cap(connection, session)
     return render_template(
         "connect/connect.html",
         company=connection.display_name,
@@ -74,6 +88,8 @@ def start(token: str):
     problem = hosted.page_problem(session)
     if problem:
         return _problem(connection, problem)
+    if service.cap_problem(connection, session):
+        return _at_cap(connection, session)
     return redirect(service.start_authorization(connection, session), 303)
 
 

@@ -23,6 +23,7 @@ LIFECYCLE_EVENTS = (
     "rate_limit_hit",
     # Sent to a connection's other destinations when one is disabled after days of failures.
     "destination.disabled",
+    "connection_warning",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS

@@ -93,6 +93,7 @@ JOB_MODULES = (
     "whoopadmin.webhooks.jobs",
     "whoopadmin.destinations.service",
     "whoopadmin.destinations.jobs",
+    "whoopadmin.health.jobs",
 )
 
 

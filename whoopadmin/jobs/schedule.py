@@ -40,6 +40,8 @@ def periodic_jobs() -> list[Periodic]:
         Periodic("whoopadmin.destinations.jobs.end_expired_overlaps", "deliveries", 60),
         # Destinations that have failed for days are disabled (their events are held).
         Periodic("whoopadmin.destinations.jobs.disable_failing", "deliveries", 600),
+        # Connection health: learn webhook rates, record signals, warn on changes.
+        Periodic("whoopadmin.health.jobs.evaluate_all", "sync", 60),
     ]
 
 

@@ -18,6 +18,7 @@ bp = Blueprint("main", __name__)
 @staff_required
 def index():
     """The home page: what is set up, and where to go next."""
+    from whoopadmin.health.service import connection_health
     from whoopadmin.ops.service import connection_overview, queue_depths
 
     connections = db.session.scalars(select(Connection).order_by(Connection.environment)).all()
@@ -26,7 +27,7 @@ def index():
     )
     return render_template(
         "main/index.html",
-        overviews=[connection_overview(c) for c in connections],
+        overviews=[connection_overview(c) | {"health": connection_health(c)} for c in connections],
         depths=queue_depths(),
         staff_count=staff_count,
     )

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.extensions import db
+from whoopadmin.health import member_cap
 from whoopadmin.jobs import QUEUES, job_class_for
 from whoopadmin.redisconn import get_redis
 from whoopadmin.setup import service as setup_service
@@ -72,7 +73,7 @@ def connection_overview(connection: Connection, since_hours: int = 24) -> dict[s
     return {
         "connection": connection,
         "members": setup_service.member_count(connection),
-        "cap": None if connection.approved_by_whoop else setup_service.MEMBER_CAP,
+        "cap": member_cap.effective_cap(connection),
         "links": statuses,
         "received": received,
         "rejected": {reason: int(count) for reason, count in rejected.items()},
@@ -269,6 +270,10 @@ def metrics_text() -> str:
     )
     links = db.session.execute(select(Link.status, func.count()).group_by(Link.status)).all()
     metric("whoopadmin_links", "gauge", "Links by status.", [({"status": s}, n) for s, n in links])
+    from whoopadmin.health.service import metric_families
+
+    for family in metric_families(envs):
+        metric(*family)
     depths = queue_depths()
     if depths is not None:
         metric(

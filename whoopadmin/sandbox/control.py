@@ -266,15 +266,35 @@ def get_member(raw_id: str) -> Response:
     sandbox = state()
     with sandbox.lock:
         profile = sandbox.get_member(_user_id(raw_id))
-        md = sandbox.data(profile.user_id)
-        out = profile.public()
-        out["counts"] = {
-            "cycles": len(md.cycles),
-            "sleeps": len(md.sleeps),
-            "recoveries": len(md.recoveries),
-            "workouts": len(md.workouts),
-        }
-        return json_response(out)
+        return json_response(_member_view(sandbox, profile))
+
+
+@bp.patch("/members/<raw_id>")
+def patch_member(raw_id: str) -> Response:
+    """Switch the member's webhooks on or off: ``{"webhooks": false}``."""
+    body = _only(json_body(), {"webhooks"})
+    enabled = _bool(body, "webhooks")
+    if enabled is None:
+        raise _bad("webhooks (true or false) is required")
+    sandbox = state()
+    with sandbox.lock:
+        profile = sandbox.get_member(_user_id(raw_id))
+        sandbox.set_member_webhooks(profile.user_id, enabled)
+        return json_response(_member_view(sandbox, profile))
+
+
+def _member_view(sandbox: SandboxState, profile) -> dict:
+    """A member's profile, record counts and whether their webhooks are on."""
+    md = sandbox.data(profile.user_id)
+    out = profile.public()
+    out["counts"] = {
+        "cycles": len(md.cycles),
+        "sleeps": len(md.sleeps),
+        "recoveries": len(md.recoveries),
+        "workouts": len(md.workouts),
+    }
+    out["webhooks"] = profile.user_id not in sandbox.webhooks_off
+    return out
 
 
 @bp.post("/members/<raw_id>/sleeps")

@@ -253,6 +253,9 @@ class SandboxState:
         # scanning every token ever issued (a 10,000-member refresh storm stays fast).
         self.families: dict[str, list[Token]] = {}
         self.grants: dict[tuple[str, int], frozenset[str]] = {}  # active (app, member) grants
+        # Members whose webhooks are switched off: their changes send none (recorded as
+        # "suppressed" in the delivery log), as when WHOOP's webhooks fail for an app.
+        self.webhooks_off: set[int] = set()
         self.partners: dict[str, Partner] = {}
         self.partner_tokens: dict[str, tuple[str, float]] = {}
         self.requisitions: dict[str, dict] = {}
@@ -568,6 +571,15 @@ class SandboxState:
                 raise SandboxError(401, "invalid_token", "The app no longer exists.")
             return token
 
+    def set_member_webhooks(self, user_id: int, enabled: bool) -> None:
+        """Switch a member's webhooks on or off (off: changes send none)."""
+        with self.lock:
+            self.get_member(user_id)
+            if enabled:
+                self.webhooks_off.discard(user_id)
+            else:
+                self.webhooks_off.add(user_id)
+
     def revoke_access(self, client_id: str, user_id: int) -> None:
         """DELETE /v2/user/access: every token of this app for this member dies, webhooks stop."""
         with self.lock:
@@ -676,6 +688,7 @@ class SandboxState:
                         event,
                         drop=self._chance(self.faults.webhook_drop_rate),
                         duplicate=self._chance(self.faults.webhook_duplicate_rate),
+                        suppressed=user_id in self.webhooks_off,
                     )
                     traces.append(trace_id)
             return traces

@@ -59,7 +59,7 @@ class Delivery:
     body: bytes
     event: dict
     attempts: list[dict] = field(default_factory=list)
-    status: str = "pending"  # pending, delivered, failed, dropped, blocked
+    status: str = "pending"  # pending, delivered, failed, dropped, blocked, suppressed
     duplicate: bool = False
 
     def public(self) -> dict:
@@ -106,15 +106,24 @@ class Dispatcher:
             thread.start()
 
     def submit(
-        self, url: str, kind: str, secret: str, event: dict, *, drop: bool, duplicate: bool
+        self,
+        url: str,
+        kind: str,
+        secret: str,
+        event: dict,
+        *,
+        drop: bool,
+        duplicate: bool,
+        suppressed: bool = False,
     ) -> Delivery:
-        """Queue an event for one URL (or record it as dropped)."""
+        """Queue an event for one URL (or record it as dropped, or as suppressed: the
+        member's webhooks are switched off)."""
         body = json.dumps(event, separators=(",", ":")).encode()
         delivery = Delivery(uuid.uuid4().hex, url, kind, secret, body, event)
         with self._cond:
             self.deliveries.append(delivery)
-            if drop:
-                delivery.status = "dropped"
+            if suppressed or drop:
+                delivery.status = "suppressed" if suppressed else "dropped"
                 return delivery
             if self.loopback_only and not is_loopback_url(url):
                 delivery.status = "blocked"  # never leave the machine from tests

@@ -94,6 +94,13 @@ class SettingsForm(FlaskForm):
         "Days to backfill on connect", validators=[Optional(), NumberRange(1, 365)]
     )
     approved_by_whoop = BooleanField("WHOOP has approved this app (no 10-member cap)")
+    member_cap = IntegerField(
+        "Member cap",
+        validators=[Optional(), NumberRange(1, 10_000_000)],
+        description="How many members WHOOP lets this app link. Empty: WHOOP's default, 10 "
+        "until it approves the app and no cap after. At the cap new connect sessions are "
+        "refused.",
+    )
     use_pkce = BooleanField("Send PKCE with the authorization request (if WHOOP supports it)")
     submit = SubmitField("Save settings")
 

@@ -38,6 +38,9 @@ class Connection(SealedMixin, db.Model):
     rate_limit_per_minute: Mapped[int] = mapped_column(default=100)
     rate_limit_per_day: Mapped[int] = mapped_column(default=10_000)
     approved_by_whoop: Mapped[bool] = mapped_column(default=False)
+    # How many members WHOOP lets this app link; None: WHOOP's default (10 until it
+    # approves the app, no cap after). See whoopadmin.health.member_cap.
+    member_cap: Mapped[int | None] = mapped_column()
     # Send PKCE with the authorization request (WHOOP's support for it is unconfirmed).
     use_pkce: Mapped[bool] = mapped_column(default=False)
     # How far back the backfill on connect reaches.

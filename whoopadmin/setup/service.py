@@ -23,6 +23,8 @@ from whoopadmin.whoop.oauth import probe_credentials
 
 # WHOOP caps apps it has not approved at this many members.
 MEMBER_CAP = 10
+# The largest per-connection member cap an operator may record.
+MAX_MEMBER_CAP = 10_000_000
 ENVIRONMENT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 SECRET_FIELDS = ("client_secret", "partner_client_secret", "webhook_signing_secret")
 GOOD_DNS = (domains.VERIFIED, domains.ACTIVE)
@@ -171,8 +173,13 @@ def save_settings(
     approved_by_whoop: bool,
     backfill_days: int = 30,
     use_pkce: bool = False,
+    member_cap: int | None | object = ...,
 ) -> None:
-    """Store the connection's settings after validating every line."""
+    """Store the connection's settings after validating every line.
+
+    ``member_cap``: a number of members, or None for WHOOP's default (10 until approved,
+    none after); left out, the stored cap is kept.
+    """
     display_name = (display_name or "").strip()
     if not display_name:
         raise SetupError("The display name is required.", "display_name")
@@ -190,12 +197,25 @@ def save_settings(
         raise SetupError(
             "The daily limit cannot be below the per-minute limit.", "rate_limit_per_day"
         )
+    if member_cap is ...:
+        member_cap = connection.member_cap
+    if member_cap is not None and (
+        isinstance(member_cap, bool)
+        or not isinstance(member_cap, int)
+        or not 1 <= member_cap <= MAX_MEMBER_CAP
+    ):
+        raise SetupError(
+            f"The member cap must be a whole number from 1 to {MAX_MEMBER_CAP:,}, or empty "
+            "for WHOOP's default.",
+            "member_cap",
+        )
     connection.display_name = display_name
     connection.allowed_origins = origins
     connection.app_schemes = schemes
     connection.rate_limit_per_minute = rate_limit_per_minute
     connection.rate_limit_per_day = rate_limit_per_day
     connection.approved_by_whoop = approved_by_whoop
+    connection.member_cap = member_cap
     connection.backfill_days = backfill_days
     connection.use_pkce = use_pkce
     audit.record(
@@ -207,6 +227,7 @@ def save_settings(
         rate_limit_per_minute=rate_limit_per_minute,
         rate_limit_per_day=rate_limit_per_day,
         approved_by_whoop=approved_by_whoop,
+        member_cap=member_cap,
         backfill_days=backfill_days,
         use_pkce=use_pkce,
     )
@@ -290,6 +311,9 @@ def verify_credentials(actor, connection: Connection) -> str:
     """Probe WHOOP's token endpoint with an invalid code; store and return the outcome."""
     if not connection.client_id or connection.client_secret_sealed is None:
         raise SetupError("Save a client id and secret first.")
+    from whoopadmin.health import calls
+
+    calls.count(connection.id, calls.PROBE)
     result = probe_credentials(
         current_app.config["WHOOP_TOKEN_URL"],
         connection.client_id,

@@ -24,6 +24,7 @@ from whoopadmin import peers
 from whoopadmin.auth.guards import operator_required
 from whoopadmin.errors import render_error
 from whoopadmin.extensions import csrf, limiter
+from whoopadmin.health import member_cap
 from whoopadmin.setup import service, steps
 from whoopadmin.setup.forms import (
     ActionForm,
@@ -337,13 +338,14 @@ def show_go_live(environment: str):
         else:
             flash(f"{connection.environment} is live.", "success")
             return _back("setup.show_go_live", connection)
+    cap = member_cap.status(connection)
     return _render(
         "go-live",
         connection,
         status,
         checklist=service.checklist(connection),
-        members=service.member_count(connection),
-        member_cap=service.MEMBER_CAP,
+        cap=cap,
+        cap_message=member_cap.message(cap),
         endpoints={key: endpoint for key, _, endpoint in steps.STEPS},
         last_test=last_test_event(connection),
         test_result=test_event_result(connection),
@@ -378,6 +380,7 @@ def edit_settings(environment: str):
         rate_limit_per_minute=connection.rate_limit_per_minute,
         rate_limit_per_day=connection.rate_limit_per_day,
         approved_by_whoop=connection.approved_by_whoop,
+        member_cap=connection.member_cap,
         backfill_days=connection.backfill_days,
         use_pkce=connection.use_pkce,
     )
@@ -392,6 +395,7 @@ def edit_settings(environment: str):
                 rate_limit_per_minute=form.rate_limit_per_minute.data,
                 rate_limit_per_day=form.rate_limit_per_day.data,
                 approved_by_whoop=form.approved_by_whoop.data,
+                member_cap=form.member_cap.data,
                 backfill_days=form.backfill_days.data or connection.backfill_days,
                 use_pkce=form.use_pkce.data,
             )
@@ -459,6 +463,7 @@ def connect_links(environment: str):
         .order_by(ConnectSession.id.desc())
         .limit(20)
     ).all()
+    cap = member_cap.status(connection)
     return _render(
         "connect-links",
         connection,
@@ -467,9 +472,8 @@ def connect_links(environment: str):
         created=created,
         recent=recent,
         now=service.utcnow(),
-        warning=connect_service.member_warning(connection),
-        members=service.member_count(connection),
-        member_cap=service.MEMBER_CAP,
+        cap=cap,
+        warning=member_cap.message(cap),
     )
 
 

@@ -98,11 +98,15 @@ def queue_resync(link_id: int, start, end, job_id: str) -> None:
     )
 
 
-def reconcile_link(link_id: int) -> dict:
-    """Re-fetch the last few days (queue ``sync``): webhooks can be missed."""
+def reconcile_link(link_id: int, days: int | None = None) -> dict:
+    """Re-fetch the last few days (queue ``sync``): webhooks can be missed.
+
+    ``days``: how far back (default ``RECONCILE_DAYS``; the more frequent reconciliation
+    of a connection whose webhooks are silent reads one day).
+    """
     from whoopadmin.sync import service
 
-    start = utcnow() - timedelta(days=service.RECONCILE_DAYS)
+    start = utcnow() - timedelta(days=days or service.RECONCILE_DAYS)
     try:
         return service.sync_window(link_id, start, None, "reconcile")
     except service.LinkInactive:

@@ -14,6 +14,7 @@ from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.dbutil import kept_across_commits, upsert
 from whoopadmin.destinations.service import emit_rate_limit, emit_records
 from whoopadmin.extensions import db
+from whoopadmin.health import calls, missed
 from whoopadmin.redisconn import get_redis
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
@@ -39,8 +40,15 @@ class LinkInactive(Exception):
     """The link cannot be synced (revoked, or WHOOP wants the member to reconnect)."""
 
 
-def budget_for(connection: Connection) -> RateBudget:
-    """The WHOOP app's shared request budget (one per client id, in Redis)."""
+def budget_for(connection: Connection, purpose: str | None = None) -> RateBudget:
+    """The WHOOP app's shared request budget (one per client id, in Redis).
+
+    Low-priority purposes (backfill, reconciliation, re-syncs) get a view of it that
+    leaves ``HEALTH_BUDGET_RESERVE`` of each window to webhook-driven fetches.
+    """
+    reserve = 0.0
+    if purpose in calls.LOW_PRIORITY:
+        reserve = float(current_app.config["HEALTH_BUDGET_RESERVE"])
     return RateBudget(
         get_redis(),
         connection.client_id,
@@ -48,19 +56,21 @@ def budget_for(connection: Connection) -> RateBudget:
         connection.rate_limit_per_day,
         # Only tests shorten the window; WHOOP's is a minute.
         minute_seconds=float(current_app.config.get("WHOOP_RATE_MINUTE_SECONDS", 60)),
+        reserve=reserve,
     )
 
 
-def client_for(link: Link) -> WhoopClient:
-    """A WHOOP client for this link: its tokens, its app's budget."""
+def client_for(link: Link, purpose: str = calls.WEBHOOK) -> WhoopClient:
+    """A WHOOP client for this link: its tokens, its app's budget, its calls counted."""
     connection = db.session.get(Connection, link.connection_id)
     return WhoopClient(
         current_app.config["WHOOP_API_BASE"],
         LinkTokens(link.id),
-        budget=budget_for(connection),
+        budget=budget_for(connection, purpose),
         timeout=float(current_app.config["WHOOP_TIMEOUT"]),
         max_retries=int(current_app.config.get("WHOOP_MAX_RETRIES", 3)),
         backoff=float(current_app.config.get("WHOOP_BACKOFF", 0.5)),
+        meter=calls.meter(connection.id, purpose),
     )
 
 
@@ -68,8 +78,12 @@ def _ts(value) -> datetime | None:
     return norm.parse_timestamp(value)
 
 
-def store(link: Link, kind: str, records: Iterable[dict]) -> int:
-    """Upsert raw records and their indicators; a re-sync of unchanged data changes nothing."""
+def store(link: Link, kind: str, records: Iterable[dict], reason: str | None = None) -> int:
+    """Upsert raw records and their indicators; a re-sync of unchanged data changes nothing.
+
+    ``reason`` is the sync's (``backfill``, ``reconcile``, ``resync``): new or changed
+    records it stores that no webhook announced are counted as missed webhooks.
+    """
     records = list(records)
     if not records:
         return 0
@@ -161,7 +175,10 @@ def store(link: Link, kind: str, records: Iterable[dict]) -> int:
     db.session.commit()
     # Data events for new or changed records only: a re-sync of unchanged data sends none.
     changed_ids = set(changed)
-    emit_records(link, kind, [keyed[w] for w in keyed if w not in stored or w in changed_ids])
+    fresh = [keyed[w] for w in keyed if w not in stored or w in changed_ids]
+    emit_records(link, kind, fresh)
+    if reason in calls.LOW_PRIORITY and fresh:
+        missed.count_unannounced(link, type_, fresh)
     return len(raw_rows)
 
 
@@ -231,7 +248,8 @@ def sync_window(
 def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: str) -> dict:
     link = active_link(link_id)
     counts: dict[str, int] = {}
-    with client_for(link) as client:
+    purpose = reason if reason in calls.LOW_PRIORITY else calls.RESYNC
+    with client_for(link, purpose) as client:
         try:
             started = utcnow()
             body = client.body_measurement()
@@ -243,7 +261,7 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
                 raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
             if exc.code != "not_found":
                 _record_run(link, "body_measurement", reason, 0, "error", exc.code)
-                if exc.code == "rate_limited":
+                if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
                     emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                 raise
         for type_, collection in COLLECTIONS:
@@ -251,10 +269,10 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
             count = 0
             try:
                 for page in client.iter_pages(collection, start, end):
-                    count += store(link, collection, page)
+                    count += store(link, collection, page, reason)
             except WhoopError as exc:
                 _record_run(link, type_, reason, count, "error", exc.code, started)
-                if exc.code == "rate_limited":
+                if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
                     emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                 if exc.code == "unauthorized":
                     _unauthorized(link, reason)
@@ -292,7 +310,7 @@ def apply_event(link: Link, event_type: str, object_id: str) -> str:
         also = ("recovery",) if kind == "sleep" else ()  # a sleep's recovery goes with it
         done = mark_deleted(link, kind, object_id, also=also)
         return "deleted" if done else "deleted (was not stored)"
-    with client_for(link) as client:
+    with client_for(link, calls.WEBHOOK) as client:
         try:
             if kind == "sleep":
                 store(link, "sleep", [client.sleep(object_id)])

@@ -24,6 +24,7 @@ from whoopadmin.connect.service import oauth_client
 from whoopadmin.dbutil import relaxed_durability
 from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
+from whoopadmin.health import calls
 from whoopadmin.redisconn import get_redis
 from whoopadmin.sealing import keyring
 from whoopadmin.setup.models import Connection
@@ -106,6 +107,7 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
     connection = db.session.get(Connection, link.connection_id)
     version = link.token_version
     try:
+        calls.count(connection.id, calls.REFRESH)
         with oauth_client(connection) as client:
             token = client.refresh_token(
                 current_app.config["WHOOP_TOKEN_URL"],

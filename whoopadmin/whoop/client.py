@@ -5,6 +5,8 @@ app's shared ``RateBudget``.
 
 * Every request first takes one unit of the app's budget (``budget.acquire``) and then
   feeds WHOOP's ``X-RateLimit-*`` headers back (``budget.observe``).
+* ``meter`` (optional) is called once for every HTTP attempt sent to WHOOP, so the
+  caller can count the calls each kind of work costs (``whoopadmin.health.calls``).
 * Network errors, timeouts and 5xx are retried with a short exponential backoff; 4xx
   never are, except 429, which pauses the whole app until WHOOP's reset and is retried
   only while the total wait stays within ``max_rate_limit_wait``.
@@ -19,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -110,8 +112,10 @@ class WhoopClient:
         backoff_max: float = 8.0,
         max_rate_limit_wait: float = 120.0,
         budget_timeout: float = 60.0,
+        meter: Callable[[], None] | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
+        self.meter = meter
         if isinstance(access_token_provider, str):
             access_token_provider = StaticToken(access_token_provider)
         self.tokens = access_token_provider
@@ -200,6 +204,8 @@ class WhoopClient:
             # Waiting past the timeout raises BudgetExhausted (a WhoopError "rate_limited").
             self.budget.acquire(timeout=self.budget_timeout)
         self.requests_sent += 1
+        if self.meter is not None:
+            self.meter()
         try:
             response = self.session.get(
                 self.api_base + path,

@@ -27,6 +27,12 @@ Design
 * ``acquire(timeout)`` waits for budget; if the budget cannot come back within the
   timeout it raises ``BudgetExhausted`` at once (with ``retry_after``) instead of
   sleeping in vain, so a job can be re-queued for later.
+* **Priorities**: a budget built with ``reserve=0.2`` (low-priority work: backfill,
+  reconciliation) may only spend each window down to that share of its limit; the rest
+  is kept for callers without a reserve (webhook-driven fetches). The same Redis state
+  serves both, so when the budget runs short the urgent work still gets through.
+* The minute window's use is also kept for the window just ended (``m_prev``), so a
+  once-a-minute reader sees a full minute's use, not the few requests of a new one.
 """
 
 from __future__ import annotations
@@ -57,36 +63,52 @@ end
 """
 
 # KEYS[1] = the app's hash. ARGV: minute length (ms), day length (ms), configured per-minute
-# and per-day limits, TTL (ms). Returns {1, 0} when a request was counted, else {0, ms to
-# wait}. TIME makes the script non-deterministic, which Redis >= 5 allows (effects
-# replication is the default).
+# and per-day limits, TTL (ms), the caller's reserve (a share of each limit it must leave
+# to callers without one). Returns {1, 0, 0} when a request was counted, else {0, ms to
+# wait, 1 if only the reserve stood in the way}. TIME makes the script non-deterministic,
+# which Redis >= 5 allows (effects replication is the default).
 _ACQUIRE = (
     _PRELUDE
     + """
 local m_len, d_len = tonumber(ARGV[1]), tonumber(ARGV[2])
 local m_lim, d_lim = tonumber(ARGV[3]), tonumber(ARGV[4])
+local reserve = tonumber(ARGV[6]) or 0
 local h = redis.call('HMGET', KEYS[1], 'm_end', 'm_used', 'd_end', 'd_used',
                       'paused_until', 'm_cap', 'd_cap')
 local paused = tonumber(h[5]) or 0
-if paused > now then return {0, paused - now} end
-local me, mu = roll(tonumber(h[1]), tonumber(h[2]), m_len)
+if paused > now then return {0, paused - now, 0} end
+local me0, mu0 = tonumber(h[1]), tonumber(h[2])
+local me, mu = roll(me0, mu0, m_len)
+if me0 ~= nil and me ~= me0 then
+  -- A new minute: keep the use of the one just ended (0 if minutes passed unused).
+  local prev = 0
+  if now < me0 + m_len then prev = mu0 or 0 end
+  redis.call('HSET', KEYS[1], 'm_prev', prev)
+end
 local de, du = roll(tonumber(h[3]), tonumber(h[4]), d_len)
 local m_cap, d_cap = tonumber(h[6]), tonumber(h[7])
 if m_cap and m_cap < m_lim then m_lim = m_cap end
 if d_cap and d_cap < d_lim then d_lim = d_cap end
-if mu >= m_lim or du >= d_lim then
+local m_own, d_own = m_lim, d_lim
+if reserve > 0 then
+  m_own = m_lim - math.floor(m_lim * reserve)
+  d_own = d_lim - math.floor(d_lim * reserve)
+end
+if mu >= m_own or du >= d_own then
   -- Remember the rolled windows so usage() and the next caller agree; wait for the
   -- later of the blocking windows' ends.
   redis.call('HSET', KEYS[1], 'm_end', me, 'm_used', mu, 'd_end', de, 'd_used', du)
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   local wait = 0
-  if mu >= m_lim then wait = me - now end
-  if du >= d_lim and de - now > wait then wait = de - now end
-  return {0, wait}
+  if mu >= m_own then wait = me - now end
+  if du >= d_own and de - now > wait then wait = de - now end
+  local reserved = 0
+  if mu < m_lim and du < d_lim then reserved = 1 end
+  return {0, wait, reserved}
 end
 redis.call('HSET', KEYS[1], 'm_end', me, 'm_used', mu + 1, 'd_end', de, 'd_used', du + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {1, 0}
+return {1, 0, 0}
 """
 )
 
@@ -144,15 +166,21 @@ _POLICY = re.compile(r"^\s*(\d+)\s*;\s*w(?:indow)?\s*=\s*(\d+)\s*$", re.IGNORECA
 
 
 class BudgetExhausted(WhoopError):
-    """No request may be sent for this app within the time allowed (code ``rate_limited``)."""
+    """No request may be sent for this app within the time allowed (code ``rate_limited``).
 
-    def __init__(self, retry_after: float) -> None:
+    ``reserved`` is true when WHOOP's budget is not used up but what is left is kept for
+    more urgent work (this caller has a reserve).
+    """
+
+    def __init__(self, retry_after: float, reserved: bool = False) -> None:
+        what = "kept for webhook-driven work" if reserved else "used up"
         super().__init__(
             "rate_limited",
-            f"The WHOOP app's rate-limit budget is used up; try again in {retry_after:.1f} s.",
+            f"The WHOOP app's rate-limit budget is {what}; try again in {retry_after:.1f} s.",
             None,
             retry_after=retry_after,
         )
+        self.reserved = reserved
 
 
 def parse_rate_headers(headers: Mapping[str, str]) -> dict[str, Any] | None:
@@ -202,7 +230,8 @@ class RateBudget:
     """The shared request budget of one WHOOP app (see the module docstring for the design).
 
     ``minute_seconds`` / ``day_seconds`` are the window lengths; they exist so tests can
-    use short windows and should stay 60 / 86400 in production.
+    use short windows and should stay 60 / 86400 in production. ``reserve`` (0 to 1) is
+    the share of each window this caller leaves to callers without a reserve.
     """
 
     def __init__(
@@ -214,11 +243,15 @@ class RateBudget:
         *,
         minute_seconds: float = 60,
         day_seconds: float = 86_400,
+        reserve: float = 0.0,
     ) -> None:
         if not app_key or any(c.isspace() for c in app_key):
             raise ValueError("app_key must be a non-empty string without spaces")
         if per_minute < 0 or per_day < 0:
             raise ValueError("limits must not be negative")
+        if not 0.0 <= reserve < 1.0:
+            raise ValueError("reserve must be at least 0 and below 1")
+        self.reserve = float(reserve)
         self.redis = redis_client
         self.app_key = app_key
         self.per_minute = int(per_minute)
@@ -234,11 +267,24 @@ class RateBudget:
 
     def try_acquire(self) -> float:
         """Count one request if the budget allows it: 0.0, else the seconds to wait."""
-        granted, wait_ms = self._acquire(
+        return self._try()[0]
+
+    def _try(self) -> tuple[float, bool]:
+        """(0.0, False) when a request was counted, else (seconds to wait, reserve-only)."""
+        granted, wait_ms, reserved = self._acquire(
             keys=[self.key],
-            args=[self.minute_ms, self.day_ms, self.per_minute, self.per_day, self.ttl_ms],
+            args=[
+                self.minute_ms,
+                self.day_ms,
+                self.per_minute,
+                self.per_day,
+                self.ttl_ms,
+                repr(self.reserve),
+            ],
         )
-        return 0.0 if int(granted) == 1 else max(0.001, int(wait_ms) / 1000)
+        if int(granted) == 1:
+            return 0.0, False
+        return max(0.001, int(wait_ms) / 1000), int(reserved) == 1
 
     def acquire(self, timeout: float | None = 60.0) -> float:
         """Wait until one request may be sent and count it; return the seconds waited.
@@ -248,12 +294,12 @@ class RateBudget:
         """
         started = time.monotonic()
         while True:
-            wait = self.try_acquire()
+            wait, reserved = self._try()
             if wait == 0.0:
                 return time.monotonic() - started
             elapsed = time.monotonic() - started
             if timeout is not None and elapsed + wait > timeout:
-                raise BudgetExhausted(wait)
+                raise BudgetExhausted(wait, reserved)
             # A little jitter so waiting workers do not all wake in the same millisecond.
             time.sleep(wait + random.uniform(0, min(0.05, wait / 4)))
 
@@ -339,13 +385,22 @@ class RateBudget:
         d_end, d_used = window("d", self.day_ms)
         m_cap, d_cap = number("m_cap"), number("d_cap")
         paused = number("paused_until") or 0
+        # The minute before this one, as acquire() rolled it (or as it would).
+        stored_end = number("m_end")
+        if stored_end is not None and now_ms >= stored_end:
+            m_prev = (number("m_used") or 0) if now_ms < stored_end + self.minute_ms else 0
+        else:
+            m_prev = number("m_prev") or 0
         return {
             "minute_used": m_used,
+            "minute_prev_used": m_prev,
             "minute_limit": self.per_minute if m_cap is None else min(self.per_minute, m_cap),
             "minute_resets_in": (m_end - now_ms) / 1000,
+            "minute_seconds": self.minute_ms / 1000,
             "day_used": d_used,
             "day_limit": self.per_day if d_cap is None else min(self.per_day, d_cap),
             "day_resets_in": (d_end - now_ms) / 1000,
+            "day_seconds": self.day_ms / 1000,
             "paused_until": paused / 1000 if paused > now_ms else None,
         }
 
