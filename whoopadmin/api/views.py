@@ -145,7 +145,7 @@ def create_connect_session():
             created_by=f"api-key:{g.api_key.prefix}",
         )
     except connect_service.ConnectError as exc:
-        status = 409 if exc.code == "connection_not_ready" else 400
+        status = 409 if exc.code in ("connection_not_ready", "connection_not_live") else 400
         return error(
             status, exc.code if exc.code != "invalid" else "invalid_request", str(exc), exc.field
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template
+from flask import Blueprint, abort, after_this_request, g, redirect, render_template, request
 
-from whoopadmin.connect import service
+from whoopadmin.connect import binding, service
 from whoopadmin.setup.forms import ActionForm
 
 bp = Blueprint("connect", __name__)
@@ -28,6 +28,10 @@ def _connection():
     return connection
 
 
+def _status(problem: str) -> int:
+    return {"invalid_session": 404, "connection_not_live": 409}.get(problem, 410)
+
+
 def _problem(connection, reason: str, status: int):
     message = service.REASONS.get(reason) or "This connect link is not valid."
     return (
@@ -43,9 +47,9 @@ def show(token: str):
     """What will be shared, and a button to WHOOP."""
     connection = _connection()
     session = service.find_session(connection, token)
-    problem = service.session_problem(session)
+    problem = service.page_problem(connection, session)
     if problem:
-        return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
+        return _problem(connection, problem, _status(problem))
     return render_template(
         "connect/connect.html",
         connection=connection,
@@ -62,19 +66,22 @@ def start(token: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     session = service.find_session(connection, token)
-    problem = service.session_problem(session)
+    problem = service.page_problem(connection, session)
     if problem:
-        return _problem(connection, problem, 404 if problem == "invalid_session" else 410)
-    return redirect(service.start_authorization(connection, session), 303)
+        return _problem(connection, problem, _status(problem))
+    started = service.start_authorization(connection, session)
+    response = redirect(started.url, 303)
+    return binding.set_cookie(response, started.state, started.binding, service.STATE_LIFETIME)
 
 
 @bp.route("/auth/whoop/oauth2")
 def callback():
     """WHOOP's redirect back: link the member, then go to the success or failure URL."""
-    from flask import request
-
     connection = _connection()
-    result = service.complete_callback(connection, request.args)
+    result = service.complete_callback(connection, request.args, request.cookies)
+    state = request.args.get("state") or ""
+    if state and result.binding_spent:
+        after_this_request(lambda response: binding.clear_cookie(response, state))
     session = result.session
     if result.link is not None:
         params = {

@@ -38,8 +38,12 @@ class Connection(SealedMixin, db.Model):
     rate_limit_per_minute: Mapped[int] = mapped_column(default=100)
     rate_limit_per_day: Mapped[int] = mapped_column(default=10_000)
     approved_by_whoop: Mapped[bool] = mapped_column(default=False)
-    # Send PKCE with the authorization request (WHOOP's support for it is unconfirmed).
-    use_pkce: Mapped[bool] = mapped_column(default=False)
+    # Send PKCE (S256) with every authorization request. On by default; turning it off is
+    # a compatibility switch only (WHOOP's support for PKCE is unconfirmed).
+    use_pkce: Mapped[bool] = mapped_column(default=True)
+    # A member already linked under one reference id who connects under another:
+    # "refuse" (default: the link stays as it is) or "move" (the link follows).
+    reference_id_policy: Mapped[str] = mapped_column(String(16), default="refuse")
     # How far back the backfill on connect reaches.
     backfill_days: Mapped[int] = mapped_column(default=30)
     # The last credentials probe: accepted / invalid_client / unreachable / unexpected.

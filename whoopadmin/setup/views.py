@@ -353,7 +353,8 @@ def edit_settings(environment: str):
         rate_limit_per_day=connection.rate_limit_per_day,
         approved_by_whoop=connection.approved_by_whoop,
         backfill_days=connection.backfill_days,
-        use_pkce=connection.use_pkce,
+        reference_id_policy=connection.reference_id_policy,
+        pkce_off=not connection.use_pkce,
     )
     if form.validate_on_submit():
         try:
@@ -367,7 +368,8 @@ def edit_settings(environment: str):
                 rate_limit_per_day=form.rate_limit_per_day.data,
                 approved_by_whoop=form.approved_by_whoop.data,
                 backfill_days=form.backfill_days.data or connection.backfill_days,
-                use_pkce=form.use_pkce.data,
+                use_pkce=not form.pkce_off.data,
+                reference_id_policy=form.reference_id_policy.data,
             )
         except service.SetupError as exc:
             form[exc.field or "display_name"].errors.append(str(exc))
@@ -405,9 +407,12 @@ def connect_links(environment: str):
                 created_by=current_user.email,
             )
         except connect_service.ConnectError as exc:
-            target = exc.field if exc.field in form else "reference_id"
-            form[target].errors.append(str(exc))
-            status = 400
+            if exc.code == "connection_not_live":  # the page says why and links the step
+                status = 409
+            else:
+                target = exc.field if exc.field in form else "reference_id"
+                form[target].errors.append(str(exc))
+                status = 400
         else:
             from whoopadmin import audit
 
@@ -442,6 +447,7 @@ def connect_links(environment: str):
         recent=recent,
         now=service.utcnow(),
         warning=connect_service.member_warning(connection),
+        missing=steps.missing_for_live(connection),
         members=service.member_count(connection),
         member_cap=service.MEMBER_CAP,
     )
