@@ -330,6 +330,18 @@ def mfa_operator(mfa_app):
 
 
 @pytest.fixture
+def support_client(configured_app):
+    """A client of its own signed in as a support user (made here)."""
+    from tests.factories import make_user
+
+    with configured_app.app_context():
+        make_user("support")
+    client = configured_app.test_client()
+    AuthActions(client).login("support@example.com", "support-password")
+    return client
+
+
+@pytest.fixture
 def wizard(app, operator_client, sandbox, dns):
     return Wizard(app, operator_client, sandbox, dns)
 

@@ -41,6 +41,24 @@ class EndUser:
     def __init__(self, app, sandbox, member):
         self.app, self.sandbox, self.member = app, sandbox, member
         self.client = app.test_client()
+        self.started = None  # the last answer to POST /connect/<token>/start
+
+    def binding(self, state: str) -> str | None:
+        """The browser-binding cookie this browser holds for ``state``, if any."""
+        from whoopadmin.connect.binding import COOKIE_PATH, cookie_name
+
+        cookie = self.client.get_cookie(
+            cookie_name(state), domain=urlsplit(PUBLIC).hostname, path=COOKIE_PATH
+        )
+        return cookie.value if cookie is not None else None
+
+    def give_binding(self, state: str, value: str) -> None:
+        """Put a binding cookie for ``state`` into this browser (a copied or forged one)."""
+        from whoopadmin.connect.binding import COOKIE_PATH, cookie_name
+
+        self.client.set_cookie(
+            cookie_name(state), value, domain=urlsplit(PUBLIC).hostname, path=COOKIE_PATH
+        )
 
     def open(self, token: str):
         return self.client.get(f"/connect/{token}", base_url=PUBLIC)
@@ -56,6 +74,7 @@ class EndUser:
             headers={"Referer": f"{PUBLIC}/connect/{token}"},
         )
         assert response.status_code == 303, response.status_code
+        self.started = response
         return response.headers["Location"]
 
     def consent(self, authorize_url: str, action: str = "approve") -> str:
@@ -85,10 +104,15 @@ class EndUser:
 
     def landing(self, response):
         """Follow the callback's 303 to the hosted result page (on the connection's host)."""
-        assert response.status_code == 303, response.status_code
-        location = response.headers["Location"]
-        assert location.startswith("/connect/done/"), location
-        return self.client.get(location, base_url=PUBLIC)
+        return follow_result(self.client, response)
+
+
+def follow_result(client, response):
+    """The hosted result page a callback's 303 leads ``client`` to."""
+    assert response.status_code == 303, response.status_code
+    location = response.headers["Location"]
+    assert location.startswith("/connect/done/"), location
+    return client.get(location, base_url=PUBLIC)
 
 
 def post_form(client, path: str, page: str):
@@ -181,3 +205,33 @@ def totp_code(secret: str, steps_ahead: int = 0) -> str:
 
     totp = pyotp.TOTP(secret)
     return totp.generate_otp(int(time.time()) // totp.interval + steps_ahead)
+
+
+def cli_env(app) -> dict:
+    """The environment of a ``whoopadmin`` command in its own process, on ``app``'s database,
+    Redis, keys and WHOOP (the sandbox)."""
+    import os
+
+    config = app.config
+    return dict(
+        os.environ,
+        WHOOPADMIN_INSTANCE_PATH=app.instance_path,
+        WHOOPADMIN_DATABASE_URL=config["DATABASE_URL"],
+        WHOOPADMIN_REDIS_URL=config["REDIS_URL"],
+        WHOOPADMIN_SECRET_KEY=config["SECRET_KEY"],
+        WHOOPADMIN_ENCRYPTION_KEYS=config["ENCRYPTION_KEYS"],
+        WHOOPADMIN_WHOOP_API_BASE=config["WHOOP_API_BASE"],
+        WHOOPADMIN_WHOOP_TOKEN_URL=config["WHOOP_TOKEN_URL"],
+        WHOOPADMIN_WHOOP_AUTH_URL=config["WHOOP_AUTH_URL"],
+    )
+
+
+def token_works(sandbox, access_token: str) -> bool:
+    """Whether WHOOP (the sandbox) accepts ``access_token`` for the member's profile."""
+    response = requests.get(
+        f"{sandbox.api_base}/v2/user/profile/basic",
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=10,
+    )
+    response.close()
+    return response.status_code == 200

@@ -122,12 +122,14 @@ def keys_generate() -> None:
 def keys_rotate() -> None:
     """Re-encrypt every stored secret with the first key in WHOOPADMIN_ENCRYPTION_KEYS."""
     from whoopadmin.crypto import CryptoError
-    from whoopadmin.keys import rotate_keys
+    from whoopadmin.keys import RotationError, rotate_keys
 
     try:
         result = rotate_keys()
     except CryptoError as exc:
         raise click.ClickException(f"Nothing was changed: {exc}") from None
+    except RotationError as exc:
+        raise click.ClickException(str(exc)) from None
     primary = current_app.extensions["whoopadmin.keyring"].primary_id
     click.echo(
         f"Re-encrypted {result.resealed} secrets with key {primary} "

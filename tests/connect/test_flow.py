@@ -7,6 +7,7 @@ import requests
 import sqlalchemy as sa
 from rq import Queue
 
+from tests.connect.support import deliveries
 from tests.helpers import PUBLIC, EndUser, query
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
@@ -234,15 +235,17 @@ def test_profile_failure(configured_app, end_user, new_session, sandbox):
     assert query(response.headers["Location"])["reason"] == "profile_failed"
 
 
-def test_reconnect_updates_the_same_link(configured_app, end_user, new_session):
+def test_reconnect_updates_the_same_link(configured_app, end_user, new_session, destination):
     end_user.connect(new_session(reference_id="user-42"))
     (first,) = _links(configured_app)
-    response = end_user.connect(new_session(reference_id="user-42b"))
+    response = end_user.connect(new_session(reference_id="user-42"))
     assert query(response.headers["Location"])["user_id"] == first.uid
     (second,) = _links(configured_app)
-    assert second.id == first.id and second.reference_id == "user-42b"
+    assert second.id == first.id and second.reference_id == "user-42"
     assert second.token_version == first.token_version + 1
     assert ("user_reauth", None) in _events(configured_app)
+    (reauth,) = deliveries(configured_app, "user_reauth")
+    assert reauth["user"]["reference_id"] == "user-42"
 
 
 def test_reconnect_revives_a_revoked_link(configured_app, end_user, new_session):
@@ -269,11 +272,13 @@ def test_double_callback_race(configured_app, end_user, new_session, sandbox, me
     import threading
 
     location = end_user.consent(end_user.start(new_session()))
+    state = query(location)["state"]
     results = []
     barrier = threading.Barrier(2)
 
     def hit():
         browser = EndUser(configured_app, sandbox, member)  # its own client per thread
+        browser.give_binding(state, end_user.binding(state))  # ...of the same browser
         barrier.wait()
         results.append(browser.callback(location))
 
@@ -319,28 +324,10 @@ def test_no_token_in_pages_or_logs(configured_app, end_user, new_session, caplog
         assert secret not in text
 
 
-def test_pkce_when_enabled(configured_app, end_user, new_session, wizard):
-    response = wizard.post(
-        "/setup/production/settings",
-        {
-            "display_name": "Acme Health",
-            "allowed_origins": "https://app.acme.test",
-            "app_schemes": "acmehealth",
-            "rate_limit_per_minute": "100",
-            "rate_limit_per_day": "10000",
-            "backfill_days": "7",
-            "use_pkce": "y",
-        },
-    )
-    assert response.headers["Location"] == "/setup/production/settings"
+def test_pkce_by_default(configured_app, end_user, new_session, sandbox):
     authorize = end_user.start(new_session())
     params = query(authorize)
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) >= 43
-    # The sandbox ignores PKCE (WHOOP's support is unconfirmed); the verifier still goes
-    # with the exchange and the connect completes.
+    # The sandbox checks the verifier that goes with the exchange.
     assert end_user.callback(end_user.consent(authorize)).status_code == 303
     assert len(_links(configured_app)) == 1
-    with configured_app.app_context():
-        from whoopadmin.setup.models import Connection
-
-        assert db.session.scalar(sa.select(Connection)).backfill_days == 7

@@ -15,6 +15,7 @@ from rq import Queue
 from rq.registry import FinishedJobRegistry
 from rq.scheduler import RQScheduler
 
+from tests.helpers import cli_env
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
 from whoopadmin.sync.models import WhoopRecord
@@ -28,21 +29,6 @@ def _expected(sandbox, member):
         | {("workout", r["id"]) for r in md.workouts.records}
         | {("recovery", r["sleep_id"]) for r in md.recoveries.records}
         | {("body_measurement", str(member.user_id))}
-    )
-
-
-def _worker_env(configured_app) -> dict:
-    config = configured_app.config
-    return dict(
-        os.environ,
-        WHOOPADMIN_INSTANCE_PATH=configured_app.instance_path,
-        WHOOPADMIN_DATABASE_URL=config["DATABASE_URL"],
-        WHOOPADMIN_REDIS_URL=config["REDIS_URL"],
-        WHOOPADMIN_SECRET_KEY=config["SECRET_KEY"],
-        WHOOPADMIN_ENCRYPTION_KEYS=config["ENCRYPTION_KEYS"],
-        WHOOPADMIN_WHOOP_API_BASE=config["WHOOP_API_BASE"],
-        WHOOPADMIN_WHOOP_TOKEN_URL=config["WHOOP_TOKEN_URL"],
-        WHOOPADMIN_WHOOP_AUTH_URL=config["WHOOP_AUTH_URL"],
     )
 
 
@@ -63,7 +49,7 @@ def _stored(app) -> list:
 
 
 def test_killed_backfill_is_retried_to_completion(configured_app, linked, sandbox, member):
-    env = _worker_env(configured_app)
+    env = cli_env(configured_app)
     # Every WHOOP answer takes a while, so the backfill is surely running when killed.
     sandbox.state.set_faults({"slow_rate": 1.0, "slow_seconds": 0.4})
     worker = subprocess.Popen(
@@ -103,7 +89,7 @@ def test_killed_no_fork_worker_its_backfill_is_retried(configured_app, linked, s
     The whole process group is killed, as a supervisor stopping the worker's unit would:
     RQ's scheduler runs in a child process, which would outlive its worker otherwise.
     """
-    env = _worker_env(configured_app)
+    env = cli_env(configured_app)
     sandbox.state.set_faults({"slow_rate": 1.0, "slow_seconds": 0.4})
     # The connect queued the backfill; the first worker takes it.
     command = [sys.executable, "-m", "whoopadmin.cli", "worker", "backfill", "--no-fork"]

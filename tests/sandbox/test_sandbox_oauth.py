@@ -67,25 +67,34 @@ def test_happy_path(whoop):
     assert profile["user_id"] == member["user_id"]
 
 
-def test_authlib_client_secret_post(whoop):
-    """A stock OAuth client (authlib) completes the flow with client_secret_post."""
+@pytest.mark.parametrize("pkce", [None, "S256"])
+def test_authlib_client_secret_post(whoop, pkce):
+    """A stock OAuth client (authlib) completes the flow with client_secret_post (and PKCE)."""
     app, member = whoop.new_app(), whoop.new_member(days=5)
+    verifier = "v" * 43 + "-authlib-pkce-verifier" if pkce else None
     with OAuth2Session(
         app["client_id"],
         app["client_secret"],
         scope="offline read:profile",
         redirect_uri=REDIRECT,
         token_endpoint_auth_method="client_secret_post",
+        code_challenge_method=pkce,
     ) as client:
         client.trust_env = False
-        url, state = client.create_authorization_url(whoop.sb.auth_url, state="authlib-state-1")
+        url, state = client.create_authorization_url(
+            whoop.sb.auth_url, state="authlib-state-1", code_verifier=verifier
+        )
+        assert ("code_challenge=" in url) == bool(pkce)
         page = whoop.http.get(url)
         assert page.status_code == 200
         form = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
         form.update(email=member["email"], password=member["password"], action="approve")
         location = whoop.http.post(whoop.sb.auth_url, data=form, allow_redirects=False)
         token = client.fetch_token(
-            whoop.sb.token_url, authorization_response=location.headers["Location"], state=state
+            whoop.sb.token_url,
+            authorization_response=location.headers["Location"],
+            state=state,
+            code_verifier=verifier,
         )
         assert token["refresh_token"]
         resp = client.get(whoop.sb.api_base + "/v2/user/profile/basic")

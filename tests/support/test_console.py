@@ -5,21 +5,12 @@ import sqlalchemy as sa
 from rq import Queue
 
 from tests.conftest import run_jobs
-from tests.factories import make_link, make_user
+from tests.factories import make_link
 from tests.helpers import AuthActions, post_form, post_webhook
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import ConnectSession, Link
 from whoopadmin.extensions import db
 from whoopadmin.redisconn import get_redis
-
-
-@pytest.fixture
-def support_client(configured_app):
-    with configured_app.app_context():
-        make_user("support")
-    client = configured_app.test_client()
-    AuthActions(client).login("support@example.com", "support-password")
-    return client
 
 
 def _uid(app, link_id):

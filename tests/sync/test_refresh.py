@@ -6,11 +6,10 @@ import time
 from datetime import timedelta
 
 import pytest
-import requests
 import sqlalchemy as sa
 
 from tests.conftest import run_jobs
-from tests.helpers import spend_refresh_token
+from tests.helpers import spend_refresh_token, token_works
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.extensions import db
@@ -42,16 +41,6 @@ def _expire_soon(app, link_id, minutes=5):
         db.session.commit()
 
 
-def _works(sandbox, access_token) -> bool:
-    response = requests.get(
-        f"{sandbox.api_base}/v2/user/profile/basic",
-        headers={"Authorization": f"Bearer {access_token}"},
-        timeout=10,
-    )
-    response.close()
-    return response.status_code == 200
-
-
 def test_fresh_token_is_not_refreshed(configured_app, linked):
     before = _link(configured_app, linked)
     with configured_app.app_context():
@@ -70,8 +59,8 @@ def test_proactive_refresh_via_cron_and_worker(configured_app, linked, sandbox):
     assert after.access_expires_at > utcnow() + timedelta(minutes=50)
     assert after.last_refresh_result == "ok" and after.status == "active"
     assert after.access_token_plain != before.access_token_plain
-    assert _works(sandbox, after.access_token_plain)
-    assert not _works(sandbox, before.access_token_plain)  # WHOOP kills the old one
+    assert token_works(sandbox, after.access_token_plain)
+    assert not token_works(sandbox, before.access_token_plain)  # WHOOP kills the old one
     assert ("token_refresh", "scheduled") in _events(configured_app, linked)
 
 
@@ -169,7 +158,7 @@ def test_refresh_race_threads_and_processes(configured_app, linked, sandbox, mak
     assert after.token_version == version + 1  # exactly one refresh was stored
     kinds = [k for k, _ in _events(configured_app, linked)]
     assert kinds.count("token_refresh") == 1 and "token_refresh_failed" not in kinds
-    assert _works(sandbox, after.access_token_plain)
+    assert token_works(sandbox, after.access_token_plain)
 
 
 def test_lazy_refresh_on_401(configured_app, linked, sandbox):

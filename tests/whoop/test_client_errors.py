@@ -69,6 +69,27 @@ def test_a_missing_scope_is_not_cured_by_a_refresh(world, http):
     assert info.value.code == "insufficient_scope" and provider.refreshes == 0
 
 
+@pytest.mark.parametrize(
+    "body, headers",
+    [
+        ({}, {"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="read:sleep"'}),
+        ({"error": "insufficient_scope"}, {}),
+    ],
+)
+def test_a_403_insufficient_scope_is_insufficient_scope(fake_whoop, body, headers):
+    """RFC 6750 3.1 answers a missing scope with 403 (the sandbox, like WHOOP, with 401)."""
+    server = fake_whoop(lambda request: (403, body, headers))
+    client = WhoopClient(server.api_base, CountingProvider(), max_retries=0)
+    with pytest.raises(WhoopError) as info:
+        client.sleep("3f1c8a1e-0000-4000-8000-000000000001")
+    assert (info.value.code, info.value.status) == ("insufficient_scope", 403)
+    assert len(server.requests) == 1 and client.tokens.refreshes == 0
+    plain = fake_whoop(lambda request: (403, {"error": "forbidden"}, {}))
+    with pytest.raises(WhoopError) as other:
+        WhoopClient(plain.api_base, CountingProvider(), max_retries=0).profile()
+    assert other.value.code == "http_error"
+
+
 def test_server_errors_are_retried_until_the_data_is_complete(world, http):
     member = world.member(days=365)
     client = world.client(world.tokens(member)["access_token"], max_retries=8)

@@ -33,6 +33,7 @@ CONNECT_FIELDS = {
 # The status of each refusal of a connect session that is not plain bad input.
 CONNECT_ERROR_STATUS = {
     "connection_not_ready": 409,
+    "connection_not_live": 409,
     "member_cap_reached": 409,
     "unsupported_language": 422,
 }

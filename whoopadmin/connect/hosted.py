@@ -76,15 +76,16 @@ ERROR_MESSAGES = {
 }
 
 
-def page_problem(session: ConnectSession | None) -> str | None:
+def page_problem(connection: Connection, session: ConnectSession | None) -> str | None:
     """Why a connect link cannot start a connect now, in the words its page uses.
 
-    ``already_connected`` when the link was used by a connect whose link is still live:
-    the member connected, and must not be told otherwise.
+    ``connection_not_live`` before the connection went live; ``already_connected`` when
+    the link was used by a connect whose link is still live: the member connected, and
+    must not be told otherwise.
     """
-    from whoopadmin.connect.service import session_problem
+    from whoopadmin.connect.service import page_problem as service_problem
 
-    problem = session_problem(session)
+    problem = service_problem(connection, session)
     if problem == "session_used" and _connected(session):
         return "already_connected"
     return problem
@@ -109,7 +110,7 @@ def problem_status(outcome: str) -> int:
     """The HTTP status of a connect link's page that cannot start a connect."""
     if outcome in SUCCESSES:
         return 200
-    if outcome == "member_cap_reached":
+    if outcome in ("member_cap_reached", "connection_not_live"):
         return 409
     return 404 if outcome == "invalid_session" else 410
 

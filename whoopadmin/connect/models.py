@@ -77,6 +77,8 @@ class ConnectSession(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id"))
+    # A reconnect link made by support for one link: only that link's member may use it.
+    target_link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id"))
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -90,6 +92,9 @@ class OAuthState(SealedMixin, db.Model):
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("connect_sessions.id"), index=True)
     code_verifier_sealed: Mapped[str | None] = mapped_column(String(512))
+    # SHA-256 of the random value in the browser cookie set when this state was made: the
+    # callback must come from that browser (connect/binding.py).
+    binding_hash: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from whoopadmin import audit, i18n
 from whoopadmin.audit import utcnow
+from whoopadmin.connect import binding, policy
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.crypto import keyed_hash
 from whoopadmin.destinations.service import emit
@@ -59,6 +60,21 @@ REASONS = {
     "member_cap_reached": _l(
         "This service cannot connect more WHOOP accounts right now. Please try again later "
         "or contact the service's support."
+    ),
+    "state_mismatch": _l(
+        "This sign-in was started in another browser. Open the connect link again and finish "
+        "in the same browser."
+    ),
+    "already_linked": _l(
+        "This WHOOP account is already connected to another user of this app. Contact the "
+        "app's support."
+    ),
+    "wrong_account": _l(
+        "You signed in with a different WHOOP account than the one this link is for. Sign in "
+        "with the right WHOOP account."
+    ),
+    "connection_not_live": _l(
+        "Connecting WHOOP accounts is not available here yet. Try again later."
     ),
 }
 
@@ -129,14 +145,19 @@ def create_session(
     language: str | None = None,
     expires_in: int | None = None,
     created_by: str,
+    target_link: Link | None = None,
 ) -> tuple[ConnectSession, str]:
-    """Create a connect session; return it and its token (shown once, stored hashed)."""
+    """Create a connect session; return it and its token (shown once, stored hashed).
+
+    ``target_link``: a reconnect link for that link only (its member must consent).
+    """
     if not connection.hostname or connection.client_secret_sealed is None:
         raise ConnectError(
             "This connection is not set up yet (credentials and subdomain are needed).",
             "connection",
             "connection_not_ready",
         )
+    _require_live(connection)
     reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
     if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
@@ -167,6 +188,7 @@ def create_session(
         language=language,
         expires_at=utcnow() + timedelta(seconds=expires_in),
         created_by=created_by,
+        target_link_id=target_link.id if target_link is not None else None,
     )
     db.session.add(session)
     db.session.commit()
@@ -191,6 +213,16 @@ def cap_problem(connection: Connection, session: ConnectSession) -> str | None:
     return None
 
 
+def _require_live(connection: Connection) -> None:
+    """Connect sessions only for connections that went live (the wizard's last step)."""
+    if connection.live_at is None:
+        raise ConnectError(
+            "This connection is not live yet: finish the setup wizard and go live first.",
+            "connection",
+            "connection_not_live",
+        )
+
+
 def connect_url(connection: Connection, token: str) -> str:
     """The URL an end user opens: on the connection's subdomain."""
     return setup_service.public_url(connection, f"/connect/{token}")
@@ -206,6 +238,13 @@ def find_session(connection: Connection, token: str) -> ConnectSession | None:
             ConnectSession.connection_id == connection.id,
         )
     )
+
+
+def page_problem(connection: Connection, session: ConnectSession | None) -> str | None:
+    """Why the connect page (or its start) cannot go on: not live, or the session's problem."""
+    if connection.live_at is None:
+        return "connection_not_live"
+    return session_problem(session)
 
 
 def session_problem(session: ConnectSession | None) -> str | None:
@@ -234,14 +273,25 @@ def oauth_client(connection: Connection) -> OAuth2Session:
     )
 
 
-def start_authorization(connection: Connection, session: ConnectSession) -> str:
-    """Create a fresh single-use state for this session; return WHOOP's authorize URL."""
+@dataclass(frozen=True)
+class Authorization:
+    """Where to send the browser, and the state and binding value its cookie carries."""
+
+    url: str
+    state: str
+    binding: str
+
+
+def start_authorization(connection: Connection, session: ConnectSession) -> Authorization:
+    """Create a fresh single-use state (bound to the browser) for this session."""
     state = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48) if connection.use_pkce else None
+    bound = binding.new_value()
     record = OAuthState(
         state_hash=token_hash(state),
         session_id=session.id,
         expires_at=utcnow() + STATE_LIFETIME,
+        binding_hash=binding.value_hash(bound),
     )
     if verifier:
         record.code_verifier = verifier
@@ -251,7 +301,12 @@ def start_authorization(connection: Connection, session: ConnectSession) -> str:
         url, _ = client.create_authorization_url(
             current_app.config["WHOOP_AUTH_URL"], state=state, code_verifier=verifier
         )
-    return url
+    return Authorization(url, state, bound)
+
+
+# Refusals that leave the state unclaimed: the browser that started the flow may still
+# complete it with the same state.
+UNCLAIMED = ("state_mismatch", "connection_not_live")
 
 
 @dataclass
@@ -263,14 +318,24 @@ class CallbackResult:
     reason: str | None = None
     reconnected: bool = False
 
+    @property
+    def binding_spent(self) -> bool:
+        """Whether the browser's binding cookie for this state has served its purpose
+        (kept when the state was refused unclaimed, so that browser can still finish)."""
+        return self.reason not in UNCLAIMED
 
-def _fail(connection, session, reason, **details) -> CallbackResult:
+
+def _fail(connection, session, reason, link: Link | None = None, **details) -> CallbackResult:
+    """Record a failed attempt on the timeline (of ``link``, else of the session's link)."""
     db.session.rollback()
+    link_id = link.id if link is not None else None
+    if link_id is None and session is not None:
+        link_id = session.link_id or session.target_link_id
     db.session.add(
         LinkEvent(
             connection_id=connection.id,
             session_id=session.id if session else None,
-            link_id=session.link_id if session else None,
+            link_id=link_id,
             kind="connect_failed",
             reason=reason,
             details=details,
@@ -287,6 +352,7 @@ def _fail(connection, session, reason, **details) -> CallbackResult:
                 "session_id": session.public_id,
                 **details,
             },
+            link=link,
         )
     return CallbackResult(session=session, reason=reason)
 
@@ -300,8 +366,11 @@ def _claim(model, row_id: int) -> bool:
     return result.rowcount == 1
 
 
-def complete_callback(connection: Connection, args) -> CallbackResult:
-    """Handle WHOOP's redirect back: state, code exchange, profile, link. Never raises."""
+def complete_callback(connection: Connection, args, cookies=None) -> CallbackResult:
+    """Handle WHOOP's redirect back: state, code exchange, profile, link. Never raises.
+
+    ``cookies``: the request's cookies, which must hold the state's browser binding.
+    """
     state = args.get("state") or ""
     record = None
     if 8 <= len(state) <= 200:
@@ -315,6 +384,12 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
         return _fail(connection, session, "state_replayed")
     if record.expires_at <= utcnow():
         return _fail(connection, session, "state_expired")
+    # Refused before the claim: a state presented from another browser stays usable by
+    # the browser that started the flow.
+    if not binding.matches(record.binding_hash, binding.presented(cookies or {}, state)):
+        return _fail(connection, session, "state_mismatch")
+    if connection.live_at is None:
+        return _fail(connection, session, "connection_not_live")
     if not _claim(OAuthState, record.id):
         return _fail(connection, session, "state_replayed")
     error = args.get("error")
@@ -363,19 +438,40 @@ def complete_callback(connection: Connection, args) -> CallbackResult:
     if refused := _refuse_at_callback(connection, profile.user_id, token["access_token"]):
         return _fail(connection, session, refused)
 
-    link, reconnected = _store_link(connection, session, profile, token, granted)
+    link, decision, previous = _store_link(connection, session, profile, token, granted)
+    if decision.refused:
+        return _refuse(connection, session, decision, profile.user_id, token["access_token"])
     _queue_backfill(link)
-    emit(
-        connection.id,
-        "user_reauth" if reconnected else "auth.success",
-        {
-            "reference_id": session.reference_id,
-            "session_id": session.public_id,
-            "scopes": link.scopes,
-        },
-        link=link,
+    data = {
+        "reference_id": session.reference_id,
+        "session_id": session.public_id,
+        "scopes": link.scopes,
+    }
+    if decision.action == "move":
+        data["previous_reference_id"] = previous
+    emit(connection.id, policy.EVENT_TYPE[decision.action], data, link=link)
+    return CallbackResult(session=session, link=link, reconnected=decision.action != "create")
+
+
+def _refuse(connection, session, decision, whoop_user_id, access_token) -> CallbackResult:
+    """A consent the policy refused: no link is touched.
+
+    When the member who consented has no link here at all (a reconnect link used with the
+    wrong account), the fresh grant is revoked at WHOOP, so it does not count towards the
+    app's member cap. It is not revoked when the member has a link: WHOOP's revocation
+    ends every token of the member, the existing link's included.
+    """
+    stranger = decision.reason == "wrong_account" and not _find_member(connection, whoop_user_id)
+    if stranger and (error := _revoke_at_whoop(connection.id, access_token)):
+        log.warning("could not revoke a refused grant: %s", error)
+    return _fail(connection, session, decision.reason, link=decision.link)
+
+
+def _find_member(connection: Connection, whoop_user_id: int) -> Link | None:
+    """The link of this WHOOP member on this connection, if any."""
+    return db.session.scalar(
+        select(Link).where(Link.connection_id == connection.id, Link.whoop_user_id == whoop_user_id)
     )
-    return CallbackResult(session=session, link=link, reconnected=reconnected)
 
 
 def _refuse_at_callback(connection: Connection, whoop_user_id: int, access_token: str):
@@ -415,18 +511,19 @@ def _expires_at(token: dict) -> datetime:
     return utcnow() + timedelta(seconds=max(0, seconds))
 
 
-def _store_link(connection, session, profile, token, granted) -> tuple[Link, bool]:
-    """Create the link, or update the existing one for this WHOOP user (a reconnect)."""
+def _store_link(connection, session, profile, token, granted):
+    """Create the link, or update the member's existing one as the policy allows.
+
+    Returns (link, decision, previous reference id); a refused decision writes nothing.
+    """
     for _ in range(2):  # a racing first connect of the same member may insert first
-        link = db.session.scalar(
-            select(Link).where(
-                Link.connection_id == connection.id, Link.whoop_user_id == profile.user_id
-            )
-        )
-        reconnected = link is not None
+        link = _find_member(connection, profile.user_id)
+        decision = policy.decide(connection, session, link, profile.user_id)
+        if decision.refused:
+            return None, decision, None
         if link is None:
             link = Link(connection_id=connection.id, whoop_user_id=profile.user_id)
-        old_reference = link.reference_id
+        previous = link.reference_id
         link.reference_id = session.reference_id
         link.status = "active"
         link.status_reason = None
@@ -449,19 +546,19 @@ def _store_link(connection, session, profile, token, granted) -> tuple[Link, boo
             continue
         session.link_id = link.id
         details = {"reference_id": session.reference_id, "session": session.public_id}
-        if reconnected and old_reference != session.reference_id:
-            details["previous_reference_id"] = old_reference
+        if decision.action == "move":
+            details["previous_reference_id"] = previous
         db.session.add(
             LinkEvent(
                 connection_id=connection.id,
                 link_id=link.id,
                 session_id=session.id,
-                kind="user_reauth" if reconnected else "connect",
+                kind=policy.TIMELINE_KIND[decision.action],
                 details=details,
             )
         )
         db.session.commit()
-        return link, reconnected
+        return link, decision, previous
     raise RuntimeError("could not store the link")  # two inserts lost twice: not expected
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    after_this_request,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import lazy_gettext as _l
 
 from whoopadmin import i18n
-from whoopadmin.connect import hosted, service
+from whoopadmin.connect import binding, hosted, service
 from whoopadmin.setup.forms import ActionForm
 
 bp = Blueprint("connect", __name__)
@@ -63,7 +72,7 @@ def show(token: str):
     connection = _connection()
     session = service.find_session(connection, token)
     i18n.use_language(session.language if session else None)
-    problem = hosted.page_problem(session)
+    problem = hosted.page_problem(connection, session)
     if problem:
         return _problem(connection, problem)
     if service.cap_problem(connection, session):
@@ -85,12 +94,14 @@ def start(token: str):
     i18n.use_language(session.language if session else None)
     if not ActionForm().validate_on_submit():
         abort(400)
-    problem = hosted.page_problem(session)
+    problem = hosted.page_problem(connection, session)
     if problem:
         return _problem(connection, problem)
     if service.cap_problem(connection, session):
         return _at_cap(connection, session)
-    return redirect(service.start_authorization(connection, session), 303)
+    started = service.start_authorization(connection, session)
+    response = redirect(started.url, 303)
+    return binding.set_cookie(response, started.state, started.binding, service.STATE_LIFETIME)
 
 
 @bp.route("/auth/whoop/oauth2")
@@ -101,7 +112,10 @@ def callback():
     the address bar holds WHOOP's code and state).
     """
     connection = _connection()
-    result = service.complete_callback(connection, request.args)
+    result = service.complete_callback(connection, request.args, request.cookies)
+    state = request.args.get("state") or ""
+    if state and result.binding_spent:
+        after_this_request(lambda response: binding.clear_cookie(response, state))
     session = result.session
     if result.link is not None:
         params = {

@@ -17,6 +17,7 @@ LIFECYCLE_EVENTS = (
     "auth.success",
     "auth.error",
     "user_reauth",
+    "user.reference_changed",
     "deauth",
     "access_revoked",
     "connection_error",

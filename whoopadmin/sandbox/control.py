@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 from . import changes
 from . import data as gen
 from .oauth import with_query
-from .state import SCOPES, SandboxError, SandboxState
+from .state import PKCE_RE, SCOPES, SandboxError, SandboxState
 from .web import json_body, json_response, state
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
@@ -369,14 +369,19 @@ def _grant_args(body: dict) -> tuple:
 @bp.post("/authorize")
 def authorize() -> Response:
     """Consent on a member's behalf without the HTML page; returns the code and redirect URL."""
-    body = _only(json_body(), {"client_id", "user_id", "scope", "redirect_uri", "state"})
+    body = _only(
+        json_body(), {"client_id", "user_id", "scope", "redirect_uri", "state", "code_challenge"}
+    )
     sandbox, app, member, scopes = _grant_args(body)
     redirect_uri = _str(body, "redirect_uri") or (
         app.redirect_uris[0] if app.redirect_uris else None
     )
     if redirect_uri is None or redirect_uri not in app.redirect_uris:
         raise _bad("redirect_uri must be one of the app's registered redirect URIs")
-    code = sandbox.issue_code(app, member.user_id, redirect_uri, scopes)
+    challenge = _str(body, "code_challenge")
+    if challenge is not None and not PKCE_RE.fullmatch(challenge):
+        raise _bad("code_challenge must be an S256 challenge (43-128 URL-safe characters)")
+    code = sandbox.issue_code(app, member.user_id, redirect_uri, scopes, challenge)
     params = {"code": code, "scope": " ".join(sorted(scopes))}
     if _str(body, "state"):
         params["state"] = body["state"]

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, redirect, render_template, request
 
-from .state import SCOPES, App, SandboxError
+from .state import PKCE_RE, SCOPES, App, SandboxError
 from .web import error_response, json_response, state
 
 bp = Blueprint("sandbox_oauth", __name__, url_prefix="/oauth/oauth2")
@@ -46,8 +46,8 @@ def _error_page(error: str, description: str, status: int = 400) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
-def _validate(params) -> tuple[App, str, frozenset[str], str]:
-    """Check an authorize request; returns (app, redirect_uri, scopes, state)."""
+def _validate(params) -> tuple[App, str, frozenset[str], str, str | None]:
+    """Check an authorize request; returns (app, redirect_uri, scopes, state, PKCE challenge)."""
     sandbox = state()
     app = sandbox.apps.get(params.get("client_id", ""))
     if app is None:
@@ -86,7 +86,38 @@ def _validate(params) -> tuple[App, str, frozenset[str], str]:
             f"The requested scope is invalid, unknown, or malformed: {' '.join(sorted(unknown))}",
             state_value,
         )
-    return app, redirect_uri, scopes, state_value
+    return app, redirect_uri, scopes, state_value, _challenge(params, redirect_uri, state_value)
+
+
+def _challenge(params, redirect_uri: str, state_value: str) -> str | None:
+    """The PKCE challenge of an authorize request: S256 only (plain is refused), well formed."""
+    challenge = params.get("code_challenge") or None
+    method = params.get("code_challenge_method") or None
+    if challenge is None:
+        if method is not None:
+            raise _Redirectable(
+                redirect_uri,
+                "invalid_request",
+                "The code_challenge_method was given without a code_challenge.",
+                state_value,
+            )
+        return None
+    if method != "S256":
+        raise _Redirectable(
+            redirect_uri,
+            "invalid_request",
+            "Clients must use code_challenge_method=S256; plain is not allowed.",
+            state_value,
+        )
+    if not PKCE_RE.fullmatch(challenge):
+        raise _Redirectable(
+            redirect_uri,
+            "invalid_request",
+            "The code_challenge must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', "
+            "'_' and '~'.",
+            state_value,
+        )
+    return challenge
 
 
 def _consent(app: App, scopes, params, message: str | None = None, status: int = 200) -> Response:
@@ -95,8 +126,11 @@ def _consent(app: App, scopes, params, message: str | None = None, status: int =
         app=app,
         scopes=[(s, SCOPE_TEXT[s]) for s in sorted(scopes)],
         params={
-            k: params.get(k, "")
-            for k in ("client_id", "redirect_uri", "response_type", "scope", "state")
+            **{
+                k: params.get(k, "")
+                for k in ("client_id", "redirect_uri", "response_type", "scope", "state")
+            },
+            **{k: params[k] for k in ("code_challenge", "code_challenge_method") if k in params},
         },
         email=params.get("email", ""),
         message=message,
@@ -109,7 +143,7 @@ def authorize() -> Response:
     """GET: the sign-in + consent page. POST: the member's answer (Approve / Deny)."""
     params = request.form if request.method == "POST" else request.args
     try:
-        app, redirect_uri, scopes, state_value = _validate(params)
+        app, redirect_uri, scopes, state_value, challenge = _validate(params)
         if request.method == "GET":
             return _consent(app, scopes, params)
         if request.form.get("action") != "approve":
@@ -124,7 +158,7 @@ def authorize() -> Response:
         if member is None or request.form.get("password", "") != member.password:
             return _consent(app, scopes, params, "Wrong e-mail or password.", 401)
         try:
-            code = sandbox.issue_code(app, member.user_id, redirect_uri, scopes)
+            code = sandbox.issue_code(app, member.user_id, redirect_uri, scopes, challenge)
         except SandboxError as exc:
             raise _Redirectable(redirect_uri, exc.error, exc.description, state_value) from None
         location = with_query(
@@ -162,7 +196,9 @@ def token() -> Response:
             code = form.get("code")
             if not code:
                 raise SandboxError(400, "invalid_request", "The 'code' parameter is missing.")
-            body = sandbox.exchange_code(app, code, form.get("redirect_uri"))
+            body = sandbox.exchange_code(
+                app, code, form.get("redirect_uri"), form.get("code_verifier")
+            )
         elif grant_type == "refresh_token":
             refresh_token = form.get("refresh_token")
             if not refresh_token:

@@ -6,8 +6,11 @@ server can share it. Nothing here imports Flask.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 import random
+import re
 import secrets
 import threading
 import time
@@ -60,6 +63,9 @@ class SandboxConfig:
     range_mode: str = "overlap"
     last_page_token: str = "absent"  # "absent", "null" or "empty"
     refresh_reuse_revokes_family: bool = False
+    # RFC 6749 6: a refresh that names a narrower ``scope`` gets exactly that (False: the
+    # new tokens keep the whole grant whatever the request says).
+    refresh_honours_scope: bool = False
     webhook_retry_delays: tuple[float, ...] = (60, 300, 600, 1200, 1800)
     webhook_timeout: float = 5.0
     webhook_workers: int = 2
@@ -86,6 +92,7 @@ SETTABLE = {
     "range_mode": str,
     "last_page_token": str,
     "refresh_reuse_revokes_family": bool,
+    "refresh_honours_scope": bool,
     "sign_with_sandbox_clock": bool,
     "default_days": int,
     "webhook_loopback_only": bool,
@@ -150,6 +157,7 @@ class Code:
     expires_at: float
     used: bool = False
     family: str = ""
+    code_challenge: str | None = None  # PKCE (S256) from the authorization request
 
 
 @dataclass
@@ -199,10 +207,15 @@ class Faults:
     webhook_duplicate_rate: float = 0.0
     include_oauth: bool = False
     remaining: int | None = None  # only the next N requests are affected
+    # Scopes every refresh leaves out of the new grant (RFC 6749 6 lets a server narrow
+    # it); the token response's ``scope`` says so. Not counted in ``remaining``.
+    refresh_drop_scopes: list[str] = field(default_factory=list)
 
     def public(self) -> dict:
         """The fault settings as JSON."""
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["refresh_drop_scopes"] = sorted(self.refresh_drop_scopes)
+        return out
 
 
 FAULT_FIELDS = {
@@ -216,7 +229,40 @@ FAULT_FIELDS = {
     "webhook_duplicate_rate": float,
     "include_oauth": bool,
     "remaining": int,
+    "refresh_drop_scopes": list,
 }
+
+
+# RFC 7636 4.1: 43-128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
+PKCE_RE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+
+def s256(verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier (RFC 7636 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def check_pkce(challenge: str | None, verifier: str | None) -> None:
+    """Refuse an exchange whose verifier does not match the code's challenge (or is extra)."""
+    if challenge is None:
+        if verifier:
+            # OAuth 2.1 4.1.3: a verifier for a code issued without a challenge is refused.
+            raise SandboxError(
+                400,
+                "invalid_grant",
+                "The PKCE code verifier was provided but the authorization request had no "
+                "code challenge.",
+            )
+        return
+    if not verifier:
+        raise SandboxError(
+            400, "invalid_grant", "The PKCE code verifier is missing from the token request."
+        )
+    if not PKCE_RE.fullmatch(verifier) or not secrets.compare_digest(s256(verifier), challenge):
+        raise SandboxError(
+            400, "invalid_grant", "The PKCE code challenge did not match the code verifier."
+        )
 
 
 def _check_type(name: str, value: Any, kind: Any) -> Any:
@@ -424,8 +470,19 @@ class SandboxState:
 
     # -- OAuth -----------------------------------------------------------------------
 
-    def issue_code(self, app: App, user_id: int, redirect_uri: str, scopes: frozenset[str]) -> str:
-        """Record consent and mint a single-use code (refuses the 11th member if unapproved)."""
+    def issue_code(
+        self,
+        app: App,
+        user_id: int,
+        redirect_uri: str,
+        scopes: frozenset[str],
+        code_challenge: str | None = None,
+    ) -> str:
+        """Record consent and mint a single-use code (refuses the 11th member if unapproved).
+
+        ``code_challenge``: the request's PKCE S256 challenge; the exchange then needs the
+        verifier it was made from.
+        """
         with self.lock:
             if (
                 not app.approved
@@ -446,6 +503,7 @@ class SandboxState:
                 scopes=scopes,
                 expires_at=self.clock.now() + self.config.code_ttl,
                 family=uuid.uuid4().hex,
+                code_challenge=code_challenge,
             )
             self.grants[(app.client_id, user_id)] = scopes
             return code
@@ -507,8 +565,10 @@ class SandboxState:
         for token in self.families.get(family, ()):
             token.revoked = True
 
-    def exchange_code(self, app: App, code: str, redirect_uri: str | None) -> dict:
-        """authorization_code grant."""
+    def exchange_code(
+        self, app: App, code: str, redirect_uri: str | None, code_verifier: str | None = None
+    ) -> dict:
+        """authorization_code grant (with the PKCE check when the code has a challenge)."""
         with self.lock:
             found = self.codes.get(code)
             if found is None or found.client_id != app.client_id:
@@ -525,6 +585,7 @@ class SandboxState:
                     "invalid_request",
                     "The redirect_uri does not match the one used in the authorization request.",
                 )
+            check_pkce(found.code_challenge, code_verifier)
             if (app.client_id, found.user_id) not in self.grants:
                 raise SandboxError(400, "invalid_grant", "The member revoked access.")
             found.used = True
@@ -551,10 +612,15 @@ class SandboxState:
                     raise SandboxError(
                         400, "invalid_scope", "The requested scope exceeds the granted scope."
                     )
+                if self.config.refresh_honours_scope:
+                    scopes = wanted
+            scopes = scopes - frozenset(self.faults.refresh_drop_scopes)
             token.used = True
             for other in self.families.get(token.family, ()):
                 if other.kind == "access":
                     other.revoked = True
+            if (app.client_id, token.user_id) in self.grants:
+                self.grants[(app.client_id, token.user_id)] = scopes
             return self._mint(app.client_id, token.user_id, scopes, token.family)
 
     def bearer(self, access_token: str) -> Token:
@@ -631,6 +697,12 @@ class SandboxState:
                 if name not in FAULT_FIELDS:
                     raise SandboxError(400, "invalid_request", f"unknown fault {name!r}")
                 value = _check_type(name, value, FAULT_FIELDS[name])
+                if name == "refresh_drop_scopes" and not (
+                    all(isinstance(v, str) for v in value) and set(value) <= SCOPES
+                ):
+                    raise SandboxError(
+                        400, "invalid_request", f"{name} must be a list of WHOOP scopes"
+                    )
                 if name.endswith("_rate") and not 0.0 <= value <= 1.0:
                     raise SandboxError(400, "invalid_request", f"{name} must be between 0 and 1")
                 if name.endswith("_seconds") and value > 3600:

@@ -13,7 +13,22 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from whoopadmin.connect.policy import POLICIES
+
+
+def checkbox(form, field) -> None:
+    """A checkbox sends its value once, or nothing: anything else is a forged form."""
+    if len(field.raw_data) > 1 or (field.raw_data and field.raw_data[0] not in ("y", "on")):
+        raise ValidationError("Tick the box or leave it empty.")
 
 
 class NewConnectionForm(FlaskForm):
@@ -101,7 +116,18 @@ class SettingsForm(FlaskForm):
         "until it approves the app and no cap after. At the cap new connect sessions are "
         "refused.",
     )
-    use_pkce = BooleanField("Send PKCE with the authorization request (if WHOOP supports it)")
+    reference_id_policy = SelectField(
+        "When a member connects under a new reference id",
+        choices=[SelectChoice(value, label) for value, label in POLICIES],
+        description="A WHOOP member already linked under one of your reference ids who "
+        "completes a connect link made for another reference id.",
+    )
+    pkce_off = BooleanField(
+        "Compatibility: turn PKCE off",
+        validators=[checkbox],
+        description="Leave this unticked. PKCE (S256) keeps a stolen authorization code "
+        "useless; turn it off only if WHOOP refuses sign-ins that carry it.",
+    )
     submit = SubmitField("Save settings")
 
 

@@ -41,8 +41,12 @@ class Connection(SealedMixin, db.Model):
     # How many members WHOOP lets this app link; None: WHOOP's default (10 until it
     # approves the app, no cap after). See whoopadmin.health.member_cap.
     member_cap: Mapped[int | None] = mapped_column()
-    # Send PKCE with the authorization request (WHOOP's support for it is unconfirmed).
-    use_pkce: Mapped[bool] = mapped_column(default=False)
+    # Send PKCE (S256) with every authorization request. On by default; turning it off is
+    # a compatibility switch only (WHOOP's support for PKCE is unconfirmed).
+    use_pkce: Mapped[bool] = mapped_column(default=True)
+    # A member already linked under one reference id who connects under another:
+    # "refuse" (default: the link stays as it is) or "move" (the link follows).
+    reference_id_policy: Mapped[str] = mapped_column(String(16), default="refuse")
     # How far back the backfill on connect reaches.
     backfill_days: Mapped[int] = mapped_column(default=30)
     # The last credentials probe: accepted / invalid_client / unreachable / unexpected.

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from whoopadmin import audit, domains
 from whoopadmin.audit import utcnow
+from whoopadmin.connect.policy import clean_policy
 from whoopadmin.domains import CheckResult, ExpectedRecord
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
@@ -172,8 +173,9 @@ def save_settings(
     rate_limit_per_day: int,
     approved_by_whoop: bool,
     backfill_days: int = 30,
-    use_pkce: bool = False,
+    use_pkce: bool = True,
     member_cap: int | None | object = ...,
+    reference_id_policy: str = "refuse",
 ) -> None:
     """Store the connection's settings after validating every line.
 
@@ -183,6 +185,10 @@ def save_settings(
     display_name = (display_name or "").strip()
     if not display_name:
         raise SetupError("The display name is required.", "display_name")
+    try:
+        reference_id_policy = clean_policy(reference_id_policy)
+    except ValueError as exc:
+        raise SetupError(str(exc), "reference_id_policy") from None
     try:
         origins = list(dict.fromkeys(clean_origin(o) for o in _lines(allowed_origins)))
     except SetupError as exc:
@@ -218,6 +224,7 @@ def save_settings(
     connection.member_cap = member_cap
     connection.backfill_days = backfill_days
     connection.use_pkce = use_pkce
+    connection.reference_id_policy = reference_id_policy
     audit.record(
         actor,
         "connection.settings",
@@ -230,6 +237,7 @@ def save_settings(
         member_cap=member_cap,
         backfill_days=backfill_days,
         use_pkce=use_pkce,
+        reference_id_policy=reference_id_policy,
     )
     db.session.commit()
 

@@ -49,6 +49,13 @@ def first_open(connection: Connection) -> str:
     return STEPS[-1][0]
 
 
+def missing_for_live(connection: Connection) -> Step | None:
+    """The first step still open while the connection is not live (None once live)."""
+    if connection.live_at is not None:
+        return None
+    return next(step for step in progress(connection) if not step.done)
+
+
 def endpoint(key: str) -> str:
     """The view of a step."""
     return next(e for k, _, e in STEPS if k == key)

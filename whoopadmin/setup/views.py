@@ -382,7 +382,8 @@ def edit_settings(environment: str):
         approved_by_whoop=connection.approved_by_whoop,
         member_cap=connection.member_cap,
         backfill_days=connection.backfill_days,
-        use_pkce=connection.use_pkce,
+        reference_id_policy=connection.reference_id_policy,
+        pkce_off=not connection.use_pkce,
     )
     if form.validate_on_submit():
         try:
@@ -397,7 +398,8 @@ def edit_settings(environment: str):
                 approved_by_whoop=form.approved_by_whoop.data,
                 member_cap=form.member_cap.data,
                 backfill_days=form.backfill_days.data or connection.backfill_days,
-                use_pkce=form.use_pkce.data,
+                use_pkce=not form.pkce_off.data,
+                reference_id_policy=form.reference_id_policy.data,
             )
         except service.SetupError as exc:
             form[exc.field or "display_name"].errors.append(str(exc))
@@ -435,9 +437,12 @@ def connect_links(environment: str):
                 created_by=current_user.email,
             )
         except connect_service.ConnectError as exc:
-            target = exc.field if exc.field in form else "reference_id"
-            form[target].errors.append(str(exc))
-            status = 400
+            if exc.code == "connection_not_live":  # the page says why and links the step
+                status = 409
+            else:
+                target = exc.field if exc.field in form else "reference_id"
+                form[target].errors.append(str(exc))
+                status = 400
         else:
             from whoopadmin import audit
 
@@ -474,6 +479,7 @@ def connect_links(environment: str):
         now=service.utcnow(),
         cap=cap,
         warning=member_cap.message(cap),
+        missing=steps.missing_for_live(connection),
     )
 
 

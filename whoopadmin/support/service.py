@@ -143,6 +143,9 @@ def timeline(link: Link, limit: int = 200) -> list[TimelineItem]:
     tones = {
         "connect": "success",
         "user_reauth": "info",
+        "reference_changed": "warning",
+        "scopes_narrowed": "danger",
+        "scopes_changed": "info",
         "token_refresh": "secondary",
         "disconnect": "dark",
     }
@@ -403,13 +406,14 @@ def refresh_now(actor, link: Link) -> None:
 
 
 def reconnect_link(actor, link: Link) -> str:
-    """A new connect link for the same end user (reference id); returns its URL."""
+    """A new connect link for the same member (reference id and WHOOP account); its URL."""
     connection = db.session.get(Connection, link.connection_id)
     session, token = connect_service.create_session(
         connection,
         reference_id=link.reference_id,
         expires_in=24 * 3600,
         created_by=getattr(actor, "email", str(actor)),
+        target_link=link,  # only this link's WHOOP member may use it
     )
     audit.record(actor, "link.reconnect_link", link, session=session.public_id)
     db.session.commit()

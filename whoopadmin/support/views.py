@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import Markup
 
 from whoopadmin.auth.guards import operator_required, staff_required
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
+from whoopadmin.setup import steps
 from whoopadmin.setup.forms import ActionForm
 from whoopadmin.setup.models import Connection
 from whoopadmin.support import auditlog, charts, service, wording
@@ -150,10 +152,22 @@ def reconnect(uid: str):
     try:
         url = service.reconnect_link(current_user, link)
     except connect_service.ConnectError as exc:
-        flash(str(exc), "danger")
+        flash(_connect_error(exc, link), "danger")
         return redirect(url_for("support.show_link", uid=uid), 303)
     flash("Reconnect link created (valid 24 hours). Send it to the member.", "success")
     return render_template("support/reconnect.html", link=link, url=url)
+
+
+def _connect_error(exc: connect_service.ConnectError, link: Link) -> str | Markup:
+    """The refusal, with a link to the wizard step that is missing when not live."""
+    connection = db.session.get(Connection, link.connection_id)
+    step = steps.missing_for_live(connection) if exc.code == "connection_not_live" else None
+    if step is None:
+        return str(exc)
+    url = url_for(step.endpoint, environment=connection.environment)
+    return Markup('{} Next step (operators): <a href="{}">{}</a>.').format(
+        str(exc), url, step.label
+    )
 
 
 @bp.post("/links/<uid>/disconnect")

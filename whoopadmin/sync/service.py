@@ -12,13 +12,13 @@ from sqlalchemy import delete, select, update
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.dbutil import kept_across_commits, upsert
-from whoopadmin.destinations.service import emit_rate_limit, emit_records
+from whoopadmin.destinations.service import emit, emit_rate_limit, emit_records
 from whoopadmin.extensions import db
 from whoopadmin.health import calls, missed
 from whoopadmin.redisconn import get_redis
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
-from whoopadmin.sync.tokens import LinkTokens
+from whoopadmin.sync.tokens import SCOPE_ERROR, LinkTokens, link_event
 from whoopadmin.whoop import normalise as norm
 from whoopadmin.whoop.api import WhoopError
 from whoopadmin.whoop.client import WhoopClient
@@ -261,9 +261,11 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
                 raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
             if exc.code != "not_found":
                 _record_run(link, "body_measurement", reason, 0, "error", exc.code)
-                if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
-                    emit_rate_limit(link.connection_id, exc.retry_after, link=link)
-                raise
+                if exc.code != "insufficient_scope":
+                    if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
+                        emit_rate_limit(link.connection_id, exc.retry_after, link=link)
+                    raise
+                insufficient_scope(link, "body_measurement", reason)
         for type_, collection in COLLECTIONS:
             started = utcnow()
             count = 0
@@ -277,6 +279,10 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
                 if exc.code == "unauthorized":
                     _unauthorized(link, reason)
                     raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
+                if exc.code == "insufficient_scope":
+                    # Retrying cannot help; the other collections may still be granted.
+                    insufficient_scope(link, type_, reason)
+                    continue
                 raise  # transient: the job is retried, and storing is idempotent
             counts[type_] = count
             _record_run(link, type_, reason, count, "ok", started=started)
@@ -294,6 +300,38 @@ def _unauthorized(link: Link, reason: str) -> None:
         )
     )
     db.session.commit()
+
+
+def insufficient_scope(link: Link, record_type: str, reason: str) -> None:
+    """WHOOP refused ``record_type`` for lack of scope: the link is ``error`` until the
+    member connects again and grants it (a refresh cannot widen a grant).
+
+    The first time, the link turns ``error`` (support sees the reason) and
+    ``connection_error`` is delivered; each later refusal is only on the timeline.
+    """
+    current = db.session.get(Link, link.id, populate_existing=True)
+    already = current.status == "error" and (current.status_reason or "").startswith(SCOPE_ERROR)
+    if not already:
+        current.status = "error"
+        current.status_reason = (
+            f"{SCOPE_ERROR}: WHOOP refused {record_type.replace('_', ' ')} data for lack of "
+            f"scope (granted: {current.scopes or 'none'}); the member must connect again and "
+            "allow it"
+        )[:500]
+    for kind in ("sync_failed",) if already else ("sync_failed", "link_error"):
+        link_event(current, kind, SCOPE_ERROR, sync=reason, record_type=record_type)
+    db.session.commit()
+    if not already:
+        emit(
+            current.connection_id,
+            "connection_error",
+            {
+                "reason": SCOPE_ERROR,
+                "record_type": record_type,
+                "scopes": (current.scopes or "").split(),
+            },
+            link=current,
+        )
 
 
 def backfill_window(link: Link) -> tuple[datetime, datetime]:
@@ -330,6 +368,11 @@ def apply_event(link: Link, event_type: str, object_id: str) -> str:
             if exc.code == "not_found":  # gone at WHOOP since the event was sent
                 mark_deleted(link, kind, object_id)
                 return "not found at WHOOP: marked deleted"
+            if exc.code == "insufficient_scope":
+                insufficient_scope(link, kind, "webhook")
+                raise LinkInactive(
+                    f"link {link.id}: WHOOP refused {kind} (insufficient scope)"
+                ) from None
             if exc.code == "rate_limited":
                 emit_rate_limit(link.connection_id, exc.retry_after, link=link)
             raise

@@ -16,7 +16,7 @@ import requests
 from authlib.integrations.base_client import OAuthError
 from flask import current_app
 from redis.exceptions import LockError
-from sqlalchemy import update
+from sqlalchemy import case, update
 
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
@@ -40,11 +40,19 @@ LOCK_TIMEOUT = 60
 LOCK_POLL = 0.005
 
 
+# The status reason of a link WHOOP refused data for lack of scope (sync.service sets it).
+SCOPE_ERROR = "insufficient_scope"
+_scope_error = (Link.status == "error") & Link.status_reason.startswith(
+    SCOPE_ERROR, autoescape=True
+)
+
+
 class RefreshFailed(Exception):
     """A transient refresh failure (network, 5xx, lock busy): retry later."""
 
 
-def _event(link: Link, kind: str, reason: str, **details) -> None:
+def link_event(link: Link, kind: str, reason: str, **details) -> None:
+    """Add an event to the link's timeline (committed by the caller)."""
     db.session.add(
         LinkEvent(
             connection_id=link.connection_id,
@@ -112,7 +120,7 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
             token = client.refresh_token(
                 current_app.config["WHOOP_TOKEN_URL"],
                 refresh_token=link.refresh_token,
-                scope="offline",
+                scope=requested_scope(link),
                 timeout=float(current_app.config["WHOOP_TIMEOUT"]),
             )
     except OAuthError as exc:
@@ -121,8 +129,8 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
             link.status_reason = "WHOOP refused the refresh token (invalid_grant)"
             link.last_refresh_at = now
             link.last_refresh_result = "invalid_grant"
-            _event(link, "token_refresh_failed", "invalid_grant", trigger=reason)
-            _event(link, "reauth_required", "invalid_grant")
+            link_event(link, "token_refresh_failed", "invalid_grant", trigger=reason)
+            link_event(link, "reauth_required", "invalid_grant")
             db.session.commit()
             emit(
                 link.connection_id,
@@ -150,12 +158,15 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
         "refresh_failures": 0,
         "last_refresh_at": now,
         "last_refresh_result": "ok",
-        "status": "active",
-        "status_reason": None,
+        # A refresh cures refresh failures, not a missing scope: only the member can.
+        "status": case((_scope_error, Link.status), else_="active"),
+        "status_reason": case((_scope_error, Link.status_reason), else_=None),
         "updated_at": now,
     }
-    if token.get("scope"):
-        values["scopes"] = " ".join(sorted(str(token["scope"]).split()))
+    before = link.scopes
+    granted = granted_scopes(before, token)
+    if granted != before:
+        values["scopes"] = granted
     # Compare-and-swap: only the writer that started from the current version wins.
     result = db.session.execute(
         update(Link).where(Link.id == link.id, Link.token_version == version).values(**values)
@@ -164,21 +175,57 @@ def _refresh_locked(link_id: int, reason: str, seen_version: int | None, force: 
         db.session.rollback()
         log.error("link %s: refresh lost a race after its lock expired", link.id)
         return "not_needed"
-    _event(link, "token_refresh", reason, version=version + 1)
+    link_event(link, "token_refresh", reason, version=version + 1)
+    if granted != before:
+        _scope_change(link, before, granted)
     db.session.commit()
     return "refreshed"
+
+
+def requested_scope(link: Link) -> str | None:
+    """The ``scope`` a refresh asks for: what the member granted (RFC 6749 6).
+
+    WHOOP's documentation shows ``scope=offline``, but a server that honours the
+    parameter then narrows the grant to ``offline`` alone. Asking for the granted scopes
+    keeps them on such a server and changes nothing on one that ignores the parameter.
+    Without a stored grant the parameter is left out, which RFC 6749 6 reads as "the
+    scope originally granted".
+    """
+    return " ".join(sorted(link.scopes.split())) if link.scopes else None
+
+
+def granted_scopes(stored: str | None, token: dict) -> str | None:
+    """The link's scopes after a refresh: WHOOP's answer if it names a grant, else as before."""
+    answer = token.get("scope")
+    if not isinstance(answer, str) or not answer.split():
+        return stored
+    granted = " ".join(sorted(set(answer.split())))
+    if stored is not None and set(granted.split()) == set(stored.split()):
+        return stored  # the same grant in another order is no change
+    if len(granted) > 500:  # not a WHOOP grant: keep what we know
+        log.warning("ignored an oversized scope in a refresh response")
+        return stored
+    return granted
+
+
+def _scope_change(link: Link, before: str | None, after: str | None) -> None:
+    """Put a changed grant on the timeline; a narrower one as ``scopes_narrowed``."""
+    old, new = set((before or "").split()), set((after or "").split())
+    removed, added = sorted(old - new), sorted(new - old)
+    kind = "scopes_narrowed" if removed else "scopes_changed"
+    link_event(link, kind, "refresh", removed=removed, added=added, scopes=after)
 
 
 def _transient(link: Link, reason: str, error: str) -> str:
     link.refresh_failures = (link.refresh_failures or 0) + 1
     link.last_refresh_at = utcnow()
     link.last_refresh_result = error
-    _event(link, "token_refresh_failed", error, trigger=reason, failures=link.refresh_failures)
+    link_event(link, "token_refresh_failed", error, trigger=reason, failures=link.refresh_failures)
     turned_error = link.refresh_failures >= MAX_FAILURES and link.status == "active"
     if turned_error:
         link.status = "error"
         link.status_reason = f"{link.refresh_failures} refreshes in a row failed ({error})"
-        _event(link, "link_error", error)
+        link_event(link, "link_error", error)
     db.session.commit()
     if turned_error:
         emit(

@@ -230,12 +230,13 @@ class WhoopClient:
                     raise WhoopError(
                         "bad_response", f"WHOOP's answer to {path} was not JSON.", status
                     ) from None
+            if status in (401, 403) and _insufficient_scope(response):
+                # A missing scope is not cured by a refresh: the member must re-consent.
+                # RFC 6750 3.1 answers it with 403, WHOOP's API (and sandbox) with 401.
+                raise WhoopError(
+                    "insufficient_scope", f"The grant lacks the scope {path} needs.", status
+                )
             if status == 401:
-                if _insufficient_scope(response):
-                    # A missing scope is not cured by a refresh: the member must re-consent.
-                    raise WhoopError(
-                        "insufficient_scope", f"The grant lacks the scope {path} needs.", 401
-                    )
                 raise _Unauthorized()
             if status == 404:
                 raise WhoopError("not_found", f"WHOOP has no {path} (404).", 404)
