@@ -73,7 +73,7 @@ def test_happy_path(live_app, api):
         assert session.failure_redirect_url == "acmehealth://whoop/failed"
         assert session.language == "en-GB"
         assert session.used_at is None and session.link_id is None
-        assert session.created_by.startswith("api-key:wa_")
+        assert re.fullmatch(r"api-key:backend \(wa_[\w-]{7}\)", session.created_by)
         assert session.token_hash == token_hash(token)
         # The token itself is stored nowhere.
         assert rows_containing(token) == []

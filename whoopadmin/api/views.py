@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from functools import wraps
+from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from whoopadmin.api import service
+from whoopadmin.api.access import (
+    ConnectionRefused,
+    api_key_required,
+    current_key,
+    error,
+    in_scope,
+    named_connection,
+    not_found,
+    visible_link,
+)
 from whoopadmin.api.models import ApiKey
 from whoopadmin.api.openapi import document
 from whoopadmin.auth.guards import operator_required
@@ -30,34 +40,12 @@ CONNECT_FIELDS = {
     "language",
     "expires_in",
 }
-# The largest id an INTEGER primary key holds (PostgreSQL's int4).
-MAX_ID = 2**31 - 1
 
 
-def error(status: int, code: str, message: str, field: str | None = None):
-    """A JSON error response."""
-    body = {"error": code, "message": message}
-    if field:
-        body["field"] = field
-    return jsonify(body), status
-
-
-def api_key_required(view):
-    """Require ``Authorization: Bearer <API key>``; 401 as JSON otherwise."""
-
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        key = service.authenticate(request.headers.get("Authorization"))
-        if key is None:
-            response, status = error(
-                401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'."
-            )
-            response.headers["WWW-Authenticate"] = 'Bearer realm="whoopadmin"'
-            return response, status
-        g.api_key = key
-        return view(*args, **kwargs)
-
-    return wrapped
+def route(rule: str, **options):
+    """``bp.route`` without Werkzeug's slash merging: ``/users//x`` (an encoded slash in a
+    user id) is a JSON 404 here, not an HTML 308 redirect to another user's URL."""
+    return bp.route(rule, merge_slashes=False, **options)
 
 
 def link_json(link: Link) -> dict:
@@ -100,19 +88,8 @@ def _valid_connection(value) -> bool:
     return isinstance(value, int) or (isinstance(value, str) and bool(value.strip()))
 
 
-def _find_connection(value: int | str) -> Connection | None:
-    if isinstance(value, int):
-        # Ids beyond the column's range name nothing; the database would raise on them.
-        return db.session.get(Connection, value) if 0 < value <= MAX_ID else None
-    name = value.strip().lower()
-    # Environment names are short and printable; a NUL would make PostgreSQL raise.
-    if len(name) > 64 or not name.isprintable():
-        return None
-    return db.session.scalar(select(Connection).where(Connection.environment == name))
-
-
-@bp.post("/connect-sessions")
-@api_key_required
+@route("/connect-sessions", methods=["POST"])
+@api_key_required("connect")
 def create_connect_session():
     """Create a connect session for one of the operator's users."""
     body = _json_body()
@@ -128,12 +105,13 @@ def create_connect_session():
             "connection (an id or environment name) is required.",
             "connection",
         )
-    connection = _find_connection(body["connection"])
-    if connection is None:
-        return error(404, "connection_not_found", "No such connection.", "connection")
     for name in ("reference_id", "success_redirect_url", "failure_redirect_url", "language"):
         if body.get(name) is not None and not isinstance(body[name], str):
             return error(400, "invalid_request", f"{name} must be a string.", name)
+    try:
+        connection = named_connection(body["connection"])
+    except ConnectionRefused as refused:
+        return refused.response
     try:
         session, token = connect_service.create_session(
             connection,
@@ -142,10 +120,10 @@ def create_connect_session():
             failure_redirect_url=body.get("failure_redirect_url"),
             language=body.get("language"),
             expires_in=body.get("expires_in"),
-            created_by=f"api-key:{g.api_key.prefix}",
+            created_by=current_key(),
         )
     except connect_service.ConnectError as exc:
-        status = 409 if exc.code == "connection_not_ready" else 400
+        status = 409 if exc.code in ("connection_not_ready", "connection_not_live") else 400
         return error(
             status, exc.code if exc.code != "invalid" else "invalid_request", str(exc), exc.field
         )
@@ -159,10 +137,10 @@ def create_connect_session():
     )
 
 
-@bp.get("/users")
-@api_key_required
+@route("/users", methods=["GET"])
+@api_key_required("read")
 def list_users():
-    """Links by the operator's own user id."""
+    """Links by the operator's own user id, on the connections the key may see."""
     reference_id = request.args.get("reference_id", "")
     # The rule connect sessions apply; a NUL would also make PostgreSQL raise.
     if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
@@ -172,7 +150,11 @@ def list_users():
             "reference_id (1-255 printable characters) is required.",
             "reference_id",
         )
-    links = connect_service.links_for_reference(reference_id)
+    links = db.session.scalars(
+        select(Link)
+        .where(Link.reference_id == reference_id, in_scope(Link.connection_id))
+        .order_by(Link.id)
+    )
     return jsonify(users=[link_json(link) for link in links])
 
 
@@ -183,28 +165,28 @@ def _bad_user_id(user_id: str):
     return error(400, "invalid_request", "user_id is not a valid user id.", "user_id")
 
 
-@bp.get("/users/<user_id>")
-@api_key_required
+@route("/users/<user_id>", methods=["GET"])
+@api_key_required("read")
 def get_user(user_id: str):
     """One link."""
     if bad := _bad_user_id(user_id):
         return bad
-    link = connect_service.find_link(user_id)
+    link = visible_link(user_id)
     if link is None:
-        return error(404, "not_found", "No such user.")
+        return not_found()
     return jsonify(link_json(link))
 
 
-@bp.delete("/users/<user_id>")
-@api_key_required
+@route("/users/<user_id>", methods=["DELETE"])
+@api_key_required("write")
 def delete_user(user_id: str):
     """Disconnect a link: revoke at WHOOP and wipe its tokens."""
     if bad := _bad_user_id(user_id):
         return bad
-    link = connect_service.find_link(user_id)
+    link = visible_link(user_id)
     if link is None:
-        return error(404, "not_found", "No such user.")
-    connect_service.disconnect(link, f"api-key:{g.api_key.prefix}")
+        return not_found()
+    connect_service.disconnect(link, current_key())
     return jsonify(link_json(link))
 
 
@@ -212,8 +194,6 @@ MAX_BACKFILL_DAYS = 366
 
 
 def _timestamp(body: dict, name: str):
-    from datetime import UTC, datetime
-
     value = body.get(name)
     if value is None:
         return None, None
@@ -233,14 +213,12 @@ def _timestamp(body: dict, name: str):
     return parsed.astimezone(UTC), None
 
 
-@bp.post("/users/<user_id>/backfill")
-@api_key_required
+@route("/users/<user_id>/backfill", methods=["POST"])
+@api_key_required("write")
 def backfill_user(user_id: str):
     """Queue a re-sync of one link over ``[start, end)`` (default: the last 30 days)."""
-    from datetime import timedelta
-
     from whoopadmin.audit import utcnow
-    from whoopadmin.sync.jobs import queue_resync
+    from whoopadmin.sync.service import LinkInactive, request_resync
 
     if bad := _bad_user_id(user_id):
         return bad
@@ -256,25 +234,26 @@ def backfill_user(user_id: str):
     end, bad = _timestamp(body, "end")
     if bad:
         return bad
-    link = connect_service.find_link(user_id)
+    link = visible_link(user_id)
     if link is None:
-        return error(404, "not_found", "No such user.")
-    if link.status not in ("active", "error"):
-        return error(409, "link_inactive", f"The link is {link.status}; it cannot be synced.")
+        return not_found()
     end = end or utcnow()
     start = start or end - timedelta(days=30)
     if start >= end:
         return error(400, "invalid_request", "start must be before end.", "start")
     if end - start > timedelta(days=MAX_BACKFILL_DAYS):
         return error(400, "invalid_request", f"At most {MAX_BACKFILL_DAYS} days at once.", "start")
-    queue_resync(link.id, start, end, job_id=f"api-backfill-{link.id}")
+    try:
+        request_resync(current_key(), link, start, end)
+    except LinkInactive as exc:
+        return error(409, "link_inactive", str(exc))
     return (
         jsonify(user_id=link.uid, start=start.isoformat(), end=end.isoformat(), status="queued"),
         202,
     )
 
 
-@bp.get("/openapi.json")
+@route("/openapi.json", methods=["GET"])
 def openapi():
     """The OpenAPI document of this API."""
     return jsonify(document())

@@ -118,9 +118,13 @@ def create_session(
     failure_redirect_url: str | None = None,
     language: str | None = None,
     expires_in: int | None = None,
-    created_by: str,
+    created_by,
 ) -> tuple[ConnectSession, str]:
-    """Create a connect session; return it and its token (shown once, stored hashed)."""
+    """Create a connect session; return it and its token (shown once, stored hashed).
+
+    ``created_by`` is the actor (a staff user, an API key, or a label such as ``"cli"``):
+    the session records its name and the audit log records the creation.
+    """
     if not connection.hostname or connection.client_secret_sealed is None:
         raise ConnectError(
             "This connection is not set up yet (credentials and subdomain are needed).",
@@ -159,9 +163,17 @@ def create_session(
         failure_redirect_url=failure,
         language=language,
         expires_at=utcnow() + timedelta(seconds=expires_in),
-        created_by=created_by,
+        created_by=audit.actor_label(created_by),
     )
     db.session.add(session)
+    db.session.flush()
+    audit.record(
+        created_by,
+        "connect_session.create",
+        connection,
+        session=session.public_id,
+        reference_id=reference_id,
+    )
     db.session.commit()
     return session, token
 
@@ -476,17 +488,16 @@ def disconnect(link: Link, actor) -> str | None:
     link.status = "revoked"
     link.status_reason = "disconnected"
     link.revoked_at = utcnow()
-    actor_label = getattr(actor, "email", None) or str(actor)
     db.session.add(
         LinkEvent(
             connection_id=link.connection_id,
             link_id=link.id,
             kind="disconnect",
-            details={"by": actor_label, "whoop_revoke_error": whoop_error},
+            details={"by": audit.actor_label(actor), "whoop_revoke_error": whoop_error},
         )
     )
-    if getattr(actor, "email", None):
-        audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
+    # Whoever asked (staff, an API key, the CLI) is in the audit log.
+    audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
     db.session.commit()
     emit(
         link.connection_id,
