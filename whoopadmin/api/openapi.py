@@ -143,7 +143,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json("ConnectSession", "The connect link"),
-                        **_error_responses(400, 401, 404, 409),
+                        **_error_responses(400, 401, 403, 404, 409),
                     },
                 }
             },
@@ -160,7 +160,7 @@ def document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json("UserList", "Links with this reference id"),
-                        **_error_responses(400, 401),
+                        **_error_responses(400, 401, 403),
                     },
                 }
             },
@@ -170,7 +170,7 @@ def document() -> dict[str, Any]:
                     "parameters": [_USER_ID],
                     "responses": {
                         "200": _json("User", "The link"),
-                        **_error_responses(400, 401, 404),
+                        **_error_responses(400, 401, 403, 404),
                     },
                 },
                 "delete": {
@@ -178,7 +178,7 @@ def document() -> dict[str, Any]:
                     "parameters": [_USER_ID],
                     "responses": {
                         "200": _json("User", "The link, now revoked"),
-                        **_error_responses(400, 401, 404),
+                        **_error_responses(400, 401, 403, 404),
                     },
                 },
             },
@@ -196,7 +196,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "202": _json("Backfill", "The backfill is queued"),
-                        **_error_responses(400, 401, 404, 409),
+                        **_error_responses(400, 401, 403, 404, 409),
                     },
                 }
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 
@@ -72,6 +72,16 @@ def _clean_expiry(expires_at: datetime | None) -> datetime | None:
     if expires_at - now > MAX_LIFETIME:
         raise ApiKeyError("The expiry can be at most five years away.", "expires_on")
     return expires_at
+
+
+def end_of_day(day: date) -> datetime:
+    """When a key that "expires after ``day``" stops working: the next midnight, UTC."""
+    today = utcnow().date()
+    if day < today:
+        raise ApiKeyError("The expiry date is in the past.", "expires_on")
+    if day - today > MAX_LIFETIME:
+        raise ApiKeyError("The expiry can be at most five years away.", "expires_on")
+    return datetime.combine(day + timedelta(days=1), time(0), UTC)
 
 
 def create_key(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
 
 from whoopadmin.api import service
 from whoopadmin.api.access import (
@@ -19,13 +20,14 @@ from whoopadmin.api.access import (
     not_found,
     visible_link,
 )
+from whoopadmin.api.forms import ApiKeyForm
 from whoopadmin.api.models import ApiKey
 from whoopadmin.api.openapi import document
 from whoopadmin.auth.guards import operator_required
+from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import csrf, db
-from whoopadmin.setup.forms import ActionForm
 from whoopadmin.setup.models import Connection
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -262,37 +264,76 @@ def openapi():
 # --------------------------------------------------------------------------- key pages
 
 
+def _new_key(form: ApiKeyForm) -> tuple[str | None, dict[str, list[str]]]:
+    """Create the key the posted form describes; return it, or the errors per field."""
+    if not form.validate():
+        if form.csrf_token.errors:
+            abort(400)
+        return None, form.field_errors()
+    if form.scope.data == "all" and form.connections.data:
+        message = "You chose all connections and also ticked some: choose one or the other."
+        return None, {"connections": [message]}
+    try:
+        expires_at = service.end_of_day(form.expires_on.data) if form.expires_on.data else None
+        _, key = service.create_key(
+            current_user,
+            form.name.data or "",
+            connection_ids=None if form.scope.data == "all" else form.connections.data,
+            permissions=form.permissions.data or [],
+            expires_at=expires_at,
+        )
+    except service.ApiKeyError as exc:
+        return None, {exc.field or "name": [str(exc)]}
+    return key, {}
+
+
+def _connection_choices(connections: list[Connection]) -> list[SelectChoice]:
+    return [SelectChoice(c.id, f"{c.environment} ({c.display_name})") for c in connections]
+
+
 @keys_bp.route("", methods=["GET", "POST"])
 @operator_required
 def list_keys():
     """API keys; a new key is shown once, on the page that created it."""
-    form = ActionForm()
-    new_key = None
-    status = 200
+    connections = list(db.session.scalars(select(Connection).order_by(Connection.id)))
+    form = ApiKeyForm()
+    form.connections.choices = _connection_choices(connections)
+    new_key, errors = None, {}
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400)
-        try:
-            _, new_key = service.create_key(current_user, request.form.get("name", ""))
-        except service.ApiKeyError as exc:
-            flash(str(exc), "danger")
-            status = 400
+        new_key, errors = _new_key(form)
+        if errors:
+            flash("The key was not created: see the messages below.", "danger")
+        else:
+            form = ApiKeyForm(formdata=None)  # a fresh form under the new key
+            form.connections.choices = _connection_choices(connections)
     page = render_template(
-        "api/keys.html", keys=service.list_keys(), new_key=new_key, action_form=ActionForm()
+        "api/keys.html", keys=service.list_keys(), new_key=new_key, form=form, errors=errors
     )
     # The page that shows a new key must not be kept by the browser or a proxy.
-    return page, status, {"Cache-Control": "no-store"}
+    return page, 400 if errors else 200, {"Cache-Control": "no-store"}
 
 
-@keys_bp.post("/<int:key_id>/revoke")
+@keys_bp.route("/<int:key_id>/revoke", methods=["GET", "POST"])
 @operator_required
 def revoke_key(key_id: int):
-    """Revoke a key."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    """Revoke a key, after a confirmation page that names it."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
         abort(404, "No such API key.")
+    if key.revoked_at is not None:
+        flash(f"Key {key.prefix}… is already revoked.", "info")
+        return redirect(url_for("apikeys.list_keys"), 303)
+    if not confirmed():
+        return confirmation_page(
+            title=f"Revoke the API key “{key.name}”?",
+            consequences=[
+                f"The key {key.prefix}… stops working at once: every call made with it "
+                "gets 401 from then on.",
+                "This cannot be undone; a backend that still uses the key needs a new one.",
+            ],
+            button="Revoke key",
+            cancel_url=url_for("apikeys.list_keys"),
+        )
     service.revoke_key(current_user, key)
     flash(f"Key {key.prefix}… revoked.", "success")
     return redirect(url_for("apikeys.list_keys"), 303)
