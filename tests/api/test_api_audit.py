@@ -41,9 +41,8 @@ def test_api_actions_are_audited_with_the_key_as_actor(app, operator_client):
 
     created = api.post("/connect-sessions", json={"connection": "production", "reference_id": "u9"})
     assert created.status_code == 201
-    assert api.post(
-        f"/users/{uid}/backfill", json={"start": "2026-01-01T00:00:00Z"}
-    ).status_code == (202)
+    backfill = api.post(f"/users/{uid}/backfill", json={"start": "2026-01-01T00:00:00Z"})
+    assert backfill.status_code == 202
     assert api.delete(f"/users/{uid}").status_code == 200
     # Reads and refused calls change nothing and log nothing.
     api.get(f"/users/{uid}")
