@@ -21,7 +21,9 @@ from wtforms import HiddenField
 class ConfirmForm(FlaskForm):
     """The confirmation page's form: the CSRF token and ``confirm=yes``."""
 
-    confirm = HiddenField(default="yes")
+    # No default: WTForms would fill a default in for a POST that lacks the field, and an
+    # old one-click form (no ``confirm``) would then count as confirmed.
+    confirm = HiddenField()
 
 
 def confirmed() -> bool:
@@ -31,7 +33,7 @@ def confirmed() -> bool:
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
-    return form.confirm.data == "yes"
+    return request.form.get("confirm") == "yes"
 
 
 def confirmation_page(
@@ -45,6 +47,6 @@ def confirmation_page(
         button=button,
         cancel_url=cancel_url,
         danger=danger,
-        form=ConfirmForm(formdata=None),
+        form=ConfirmForm(formdata=None, confirm="yes"),
         action=request.path,
     )

@@ -190,7 +190,9 @@ def test_disconnect_is_for_operators(configured_app, linked, support_client, san
     assert _post(support_client, f"{page}/disconnect", page).status_code == 403
     operator = configured_app.test_client()
     AuthActions(operator).login()
-    assert _post(operator, f"{page}/disconnect", page).headers["Location"] == page
+    token = csrf_from(operator.get(f"{page}/disconnect").get_data(as_text=True))
+    confirmed = operator.post(f"{page}/disconnect", data={"csrf_token": token, "confirm": "yes"})
+    assert confirmed.headers["Location"] == page
     with configured_app.app_context():
         link = db.session.get(Link, linked)
         assert link.status == "revoked" and link.access_token is None

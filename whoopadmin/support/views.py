@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.guards import operator_required, staff_required
+from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
@@ -134,11 +135,27 @@ def reconnect(uid: str):
     return render_template("support/reconnect.html", link=link, url=url)
 
 
-@bp.post("/links/<uid>/disconnect")
+@bp.route("/links/<uid>/disconnect", methods=["GET", "POST"])
 @operator_required
 def disconnect(uid: str):
-    """Revoke at WHOOP and wipe the tokens (operators only)."""
-    link = _act(uid)
+    """Revoke at WHOOP and wipe the tokens (operators only), after a confirmation page."""
+    link = _link(uid)
+    if link.status == "revoked":
+        flash("This link is already disconnected.", "info")
+        return redirect(url_for("support.show_link", uid=uid), 303)
+    if not confirmed():
+        return confirmation_page(
+            title=f"Disconnect {link.reference_id}?",
+            consequences=[
+                f"Revoke this app's access at WHOOP for WHOOP user {link.whoop_user_id}.",
+                "Wipe the link's tokens here: no more syncs or webhooks for this member.",
+                "Mark the link revoked and send a deauth event to your destinations.",
+                "The data already stored stays. To connect again the member needs a new "
+                "connect link and must consent again.",
+            ],
+            button="Disconnect",
+            cancel_url=url_for("support.show_link", uid=uid),
+        )
     error = connect_service.disconnect(link, current_user)
     if error:
         flash(f"Disconnected here; WHOOP's revocation failed ({error}).", "warning")
