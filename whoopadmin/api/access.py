@@ -38,14 +38,11 @@ from functools import wraps
 from flask import g, jsonify, request
 from sqlalchemy import ColumnElement, select
 
-from whoopadmin.api import service
+from whoopadmin.api import rules, service
 from whoopadmin.api.models import PERMISSIONS, ApiKey
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
-
-# The largest id an INTEGER primary key holds (PostgreSQL's int4).
-MAX_ID = 2**31 - 1
 
 
 def error(status: int, code: str, message: str, field: str | None = None):
@@ -130,7 +127,7 @@ def visible_link(user_id: str) -> Link | None:
 def _lookup_connection(value: int | str) -> Connection | None:
     if isinstance(value, int):
         # Ids beyond the column's range name nothing; the database would raise on them.
-        return db.session.get(Connection, value) if 0 < value <= MAX_ID else None
+        return db.session.get(Connection, value) if rules.is_id(value) else None
     name = value.strip().lower()
     # Environment names are short and printable; a NUL would make PostgreSQL raise.
     if len(name) > 64 or not name.isprintable():

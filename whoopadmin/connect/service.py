@@ -22,6 +22,7 @@ from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthStat
 from whoopadmin.crypto import keyed_hash
 from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
+from whoopadmin.printable import is_printable
 from whoopadmin.setup import service as setup_service
 from whoopadmin.setup.models import Connection
 from whoopadmin.whoop import SCOPES
@@ -132,7 +133,7 @@ def create_session(
             "connection_not_ready",
         )
     reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
-    if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
+    if not reference_id or len(reference_id) > 255 or not is_printable(reference_id):
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
     if language is not None and language != "":
         if (
