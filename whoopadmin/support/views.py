@@ -150,7 +150,7 @@ def disconnect(uid: str):
                 f"Revoke this app's access at WHOOP for WHOOP user {link.whoop_user_id}.",
                 "Wipe the link's tokens here: no more syncs or webhooks for this member.",
                 "Mark the link revoked and send a deauth event to your destinations.",
-                "The data already stored stays. To connect again the member needs a new "
+                "Keep the data already stored. To connect again the member needs a new "
                 "connect link and must consent again.",
             ],
             button="Disconnect",
