@@ -133,3 +133,24 @@ def test_scope_matrix(app):
     per_scope = {"all": 4, "several": 2, "one": 1}
     with_permission = sum(1 for p in PERMISSION_SETS if "connect" in p)  # 4 of 7
     assert expected_calls["connect_session.create"] == with_permission * sum(per_scope.values())
+
+
+def test_every_api_operation_names_its_permission(app):
+    """A new endpoint cannot slip in without a permission (issue 17's data API included)."""
+    from whoopadmin.api.openapi import document
+
+    doc = document()
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api."):
+            continue
+        view = app.view_functions[rule.endpoint]
+        if rule.endpoint == "api.openapi":
+            assert not hasattr(view, "api_permissions")
+            continue
+        permissions = getattr(view, "api_permissions", ())
+        assert len(permissions) == 1 and permissions[0] in PERMISSIONS, rule.endpoint
+        path = rule.rule.removeprefix("/api/v1").replace("<user_id>", "{user_id}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = doc["paths"][path][method.lower()]
+            assert f"'{permissions[0]}' permission" in operation["description"], rule.endpoint
+            assert "403" in operation["responses"], rule.endpoint

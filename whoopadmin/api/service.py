@@ -159,12 +159,3 @@ def mark_used(key: ApiKey) -> None:
     if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
         key.last_used_at = now
         db.session.commit()
-
-
-def authenticate(header: str | None) -> ApiKey | None:
-    """The active key named by an ``Authorization: Bearer <key>`` header, if any (marked used)."""
-    row = find_key(header)
-    if row is None or not row.active:
-        return None
-    mark_used(row)
-    return row
