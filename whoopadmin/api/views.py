@@ -146,7 +146,7 @@ def _connect_input(body: dict) -> dict:
     language = body.get("language")
     if language is not None and not (
         isinstance(language, str)
-        and len(language) <= 16
+        and len(language) <= rules.LANGUAGE_MAX
         and rules.matches(rules.LANGUAGE, language)
     ):
         raise _invalid("language", "language must be a language tag such as en or en-GB.")
