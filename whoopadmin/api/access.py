@@ -9,9 +9,12 @@ A key has **permissions** (``connect``, ``read``, ``write``: see ``PERMISSIONS``
         link = visible_link(user_id)          # None when missing *or* out of scope
         if link is None:
             return not_found()                # the same 404 either way: existence never leaks
-        rows = db.session.scalars(
-            select(WhoopRecord).where(in_scope(WhoopRecord.connection_id), ...)
-        )
+        rows = db.session.scalars(select(WhoopRecord).where(WhoopRecord.link_id == link.id))
+
+A query over many links keeps only the key's connections with ``in_scope``:
+``select(Link).where(Link.reference_id == ref, in_scope(Link.connection_id))``.
+Each operation also goes into ``openapi.py`` with ``_permission("read")`` in its
+description and 403 among its responses (tests/api/test_scope_matrix.py checks both).
 
 The rules, in the order a view applies them:
 
