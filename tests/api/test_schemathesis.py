@@ -9,7 +9,6 @@ from the repository root (``schemathesis.toml`` is read from there).
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.api.conftest import new_key
 from tests.factories import make_connection, make_link
@@ -27,6 +26,13 @@ ST = Path(sys.executable).with_name("st")
 CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
 SEED = 20261206
 FULL, SCOPED = "every permission, all connections", "scoped to another connection"
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No log line per request (hundreds of them), and no change to the werkzeug logger."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
 
 
 @pytest.fixture
@@ -50,8 +56,7 @@ def served(app):
         FULL: new_key(app, "schemathesis-full"),
         SCOPED: new_key(app, "schemathesis-scoped", connection_ids=[staging_id]),
     }
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
