@@ -36,14 +36,24 @@ class AuditEvent(db.Model):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def actor_label(actor) -> str:
+    """How the log names ``actor``: a staff user's e-mail, an API key's label, or the text."""
+    return getattr(actor, "audit_actor", None) or getattr(actor, "email", None) or str(actor)
+
+
 def record(actor, action: str, target=None, **details: Any) -> AuditEvent:
     """Add an audit row to the session (the caller commits with its own change).
 
-    ``actor`` is a staff user or a label such as ``"cli"``; ``details`` must hold no secret.
+    ``actor`` is a staff user, an API key (anything with ``audit_actor``, and optionally
+    ``audit_details`` merged into the details; it has no ``actor_id``) or a label such as
+    ``"cli"``; ``details`` must hold no secret.
     """
+    machine = getattr(actor, "audit_actor", None) is not None
+    if machine:
+        details = {**getattr(actor, "audit_details", {}), **details}
     event = AuditEvent(
-        actor_id=getattr(actor, "id", None),
-        actor=getattr(actor, "email", None) or str(actor),
+        actor_id=None if machine else getattr(actor, "id", None),
+        actor=actor_label(actor),
         action=action,
         target_type=getattr(target, "__tablename__", None) if target is not None else None,
         target_id=str(target.id) if target is not None and getattr(target, "id", None) else None,

@@ -234,6 +234,9 @@ def init_app(app: Flask) -> None:
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
     app.session_interface = SessionInterface()
+    # No redirect from "//" to "/": an encoded slash in an id (/api/v1/users/%2F0) is a
+    # 404 of its own (JSON under /api/), not an HTML 308 to another resource's URL.
+    app.url_map.merge_slashes = False
     app.before_request(reject_nul)
     app.before_request(route_by_host)
     app.after_request(security_headers)

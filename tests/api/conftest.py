@@ -12,13 +12,16 @@ from whoopadmin.auth.models import StaffUser
 from whoopadmin.extensions import db
 
 
-def new_key(app, name: str = "backend") -> str:
-    """Create an API key through the service, as the page does; return the key itself."""
+def new_key(app, name: str = "backend", **scope) -> str:
+    """Create an API key through the service, as the page does; return the key itself.
+
+    ``scope``: ``connection_ids``, ``permissions``, ``expires_at`` (default: all of them).
+    """
     with app.app_context():
         owner = db.session.scalar(sa.select(StaffUser).where(StaffUser.role == "operator"))
         if owner is None:
             owner = make_user("operator", email="key-owner@example.com")
-        _, key = service.create_key(owner, name)
+        _, key = service.create_key(owner, name, **scope)
     return key
 
 

@@ -21,9 +21,13 @@ KEY_RE = re.compile(
 )
 
 
-def create(client, name: str):
+ALL = {"scope": "all", "permissions": ["connect", "read", "write"]}
+
+
+def create(client, name: str, **fields):
+    """Post the new-key form: by default all connections and every permission."""
     token = csrf_from(client.get("/api-keys").get_data(as_text=True))
-    return client.post("/api-keys", data={"name": name, "csrf_token": token})
+    return client.post("/api-keys", data={**ALL, "name": name, "csrf_token": token, **fields})
 
 
 def shown_key(response) -> str:
@@ -41,8 +45,12 @@ def only_key(app) -> ApiKey:
 
 
 def revoke(client, key_id: int):
-    token = csrf_from(client.get("/api-keys").get_data(as_text=True))
-    return client.post(f"/api-keys/{key_id}/revoke", data={"csrf_token": token})
+    """Follow the Revoke link to the confirmation page and confirm there."""
+    page = client.get(f"/api-keys/{key_id}/revoke")
+    if page.status_code != 200:
+        return page
+    token = csrf_from(page.get_data(as_text=True))
+    return client.post(f"/api-keys/{key_id}/revoke", data={"csrf_token": token, "confirm": "yes"})
 
 
 def test_create_shows_the_key_once_and_stores_only_its_hash(app, operator_client):
@@ -162,6 +170,7 @@ def test_revoke(app, operator_client):
     page = operator_client.get("/api-keys").get_data(as_text=True)
     assert f"Key {row.prefix}… revoked." in page and "revoked" in page
     assert f"/api-keys/{row.id}/revoke" not in page  # no button for a revoked key
+    assert "Revoke…" not in page
 
     revoked = only_key(app)
     assert revoked.revoked_at is not None and not revoked.active
@@ -187,10 +196,12 @@ def test_revoke(app, operator_client):
 
 def test_revoke_unknown_key(operator_client):
     token = csrf_from(operator_client.get("/api-keys").get_data(as_text=True))
-    assert (
-        operator_client.post("/api-keys/999/revoke", data={"csrf_token": token}).status_code == 404
+    response = operator_client.post(
+        "/api-keys/999/revoke", data={"csrf_token": token, "confirm": "yes"}
     )
-    assert operator_client.get("/api-keys/1/revoke").status_code == 405
+    assert response.status_code == 404
+    assert operator_client.get("/api-keys/999/revoke").status_code == 404
+    assert operator_client.put("/api-keys/1/revoke").status_code == 405
 
 
 def test_last_used_is_recorded(app, operator_client):
@@ -231,8 +242,11 @@ def test_support_staff_get_403(app, client, auth):
     assert client.get("/api-keys").status_code == 403
     token = csrf_from(client.get("/").get_data(as_text=True))
     assert client.post("/api-keys", data={"name": "x", "csrf_token": token}).status_code == 403
-    forbidden = client.post(f"/api-keys/{row.id}/revoke", data={"csrf_token": token})
+    forbidden = client.post(
+        f"/api-keys/{row.id}/revoke", data={"csrf_token": token, "confirm": "yes"}
+    )
     assert forbidden.status_code == 403
+    assert client.get(f"/api-keys/{row.id}/revoke").status_code == 403
     assert only_key(app).active
     with app.app_context():
         assert count(ApiKey) == 1

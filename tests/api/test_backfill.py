@@ -21,7 +21,8 @@ def test_backfill_window(configured_app, linked, api):
         f"/users/{uid}/backfill",
         json={"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"},
     )
-    assert response.status_code == 400  # more than a year at once
+    assert response.status_code == 422  # more than a year at once
+    assert response.json["error"] == "invalid_window"
     response = api.open("POST", f"/users/{uid}/backfill", json={})
     assert response.status_code == 202, response.json
     assert response.json["status"] == "queued" and response.json["user_id"] == uid
@@ -33,24 +34,50 @@ def test_backfill_window(configured_app, linked, api):
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "status"),
     [
-        ({"start": "yesterday"}, "start"),
-        ({"start": "2026-01-01T00:00:00"}, "start"),
-        ({"end": 5}, "end"),
-        ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start"),
-        ({"days": 3}, "days"),
+        # Not what the document allows: 400.
+        ({"start": "yesterday"}, "start", 400),
+        ({"start": "2026-01-01T00:00:00"}, "start", 400),
+        ({"start": "2026-01-01"}, "start", 400),
+        ({"start": "2026-01-01 00:00:00Z"}, "start", 400),
+        ({"start": "2026-01-01T00:00Z"}, "start", 400),
+        ({"start": "2026-02-30T00:00:00Z"}, "start", 400),
+        ({"start": "2026-01-01T24:00:00Z"}, "start", 400),
+        ({"start": "2026-01-01T00:00:00+24:00"}, "start", 400),
+        ({"start": "2026-01-01T00:00:00." + "1" * 30 + "Z"}, "start", 400),
+        ({"end": 5}, "end", 400),
+        ({"days": 3}, "days", 400),
+        # RFC 3339 date-times, but not a window the API works with: 422.
+        ({"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start", 422),
         # At the ends of what datetime holds, converting to UTC or going back 30 days
         # overflows.
-        ({"start": "0001-01-01T00:00:00+05:00"}, "start"),
-        ({"end": "9999-12-31T23:59:59-05:00"}, "end"),
-        ({"end": "0001-01-02T00:00:00Z"}, "end"),
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start", 422),
+        ({"start": "0000-01-01T00:00:00Z"}, "start", 422),
+        ({"end": "9999-12-31T23:59:59-05:00"}, "end", 422),
+        ({"end": "0001-01-02T00:00:00Z"}, "end", 422),
+        ({"end": "9998-12-31T23:00:00-05:00"}, "end", 422),
     ],
 )
-def test_bad_bodies(configured_app, linked, api, body, field):
+def test_bad_bodies(configured_app, linked, api, body, field, status):
     response = api.open("POST", f"/users/{_uid(configured_app, linked)}/backfill", json=body)
-    assert response.status_code == 400
+    assert response.status_code == status, response.json
     assert response.json["field"] == field
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2026-01-01t00:00:00z",
+        "2026-01-01T00:00:00.123456789Z",
+        "2026-01-01T05:30:00+05:30",
+        "2026-06-30T23:59:60Z",
+    ],
+)
+def test_rfc3339_date_times_are_accepted(configured_app, linked, api, start):
+    body = {"start": start, "end": "2026-07-01T00:00:00Z"}
+    response = api.open("POST", f"/users/{_uid(configured_app, linked)}/backfill", json=body)
+    assert response.status_code == 202, response.json
 
 
 def test_deeply_nested_body(configured_app, linked, api):

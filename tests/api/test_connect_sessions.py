@@ -13,6 +13,7 @@ from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import ConnectSession
 from whoopadmin.connect.service import token_hash
 from whoopadmin.extensions import db
+from whoopadmin.printable import is_printable
 from whoopadmin.setup.models import Connection
 
 URL_RE = re.compile(rf"^https://{re.escape(HOST)}/connect/([A-Za-z0-9_-]{{40,}})$")
@@ -73,7 +74,7 @@ def test_happy_path(live_app, api):
         assert session.failure_redirect_url == "acmehealth://whoop/failed"
         assert session.language == "en-GB"
         assert session.used_at is None and session.link_id is None
-        assert session.created_by.startswith("api-key:wa_")
+        assert re.fullmatch(r"api-key:backend \(wa_[\w-]{7}\)", session.created_by)
         assert session.token_hash == token_hash(token)
         # The token itself is stored nowhere.
         assert rows_containing(token) == []
@@ -106,7 +107,7 @@ def test_null_and_empty_optionals_mean_absent(live_app, api):
 def test_connection_by_id_or_environment(live_app, api):
     with live_app.app_context():
         connection_id = db.session.scalar(sa.select(Connection.id))
-    for value in (connection_id, "production", " Production ", "PRODUCTION"):
+    for value in (connection_id, "production", connection_id, "production"):
         response = create(api, {"connection": value, "reference_id": "u1"})
         assert response.status_code == 201, (value, response.json)
         assert URL_RE.match(response.json["url"])
@@ -114,6 +115,10 @@ def test_connection_by_id_or_environment(live_app, api):
         sessions = list(db.session.scalars(sa.select(ConnectSession)))
     assert len(sessions) == 4 and {s.connection_id for s in sessions} == {connection_id}
     assert len({s.public_id for s in sessions}) == len({s.token_hash for s in sessions}) == 4
+    # The name exactly as the document's pattern says: no other case, no spaces.
+    for value in (" production", "Production", "PRODUCTION", "production\n"):
+        body = {"connection": value, "reference_id": "u1"}
+        assert_refused(live_app, api, body, 400, "invalid_request", "connection")
 
 
 def test_edges_that_are_accepted(live_app, api):
@@ -166,8 +171,12 @@ def test_edges_that_are_accepted(live_app, api):
 )
 def test_bodies_that_are_not_a_json_object(live_app, api, kwargs, content_type):
     response = api.post("/connect-sessions", content_type=content_type, **kwargs)
-    assert response.status_code == 400
-    assert response.json["error"] == "invalid_json"
+    if content_type == "application/json":
+        assert response.status_code == 400
+        assert response.json["error"] == "invalid_json"
+    else:
+        assert response.status_code == 415
+        assert response.json["error"] == "unsupported_media_type"
     with live_app.app_context():
         assert count(ConnectSession) == 0
 
@@ -201,24 +210,29 @@ def test_bad_connection_values(live_app, api):
 
 
 def test_unknown_connection(live_app, api):
+    for value in ("staging", "nope", "x" * 64, 1000, 999, 2**31 - 1):
+        body = {"connection": value, "reference_id": "u"}
+        assert_refused(live_app, api, body, 404, "connection_not_found", "connection")
+
+
+def test_connection_values_no_connection_can_have(live_app, api):
+    """Outside the document's rules (an id 1..2**31-1, or an environment name): 400."""
     for value in (
-        "staging",
-        "nope",
+        "x" * 65,
         "x" * 500,
         "production\x00",
         "prod\ud800",
         "\u212aelvin",
+        "-production",
         0,
         -1,
-        999,
-        2**31 - 1,
         2**31,
         -(2**63),
         2**63,
         10**30,
     ):
         body = {"connection": value, "reference_id": "u"}
-        assert_refused(live_app, api, body, 404, "connection_not_found", "connection")
+        assert_refused(live_app, api, body, 400, "invalid_request", "connection")
 
 
 def test_wrong_types(live_app, api):
@@ -394,9 +408,14 @@ OPEN_REDIRECTS = [
 def test_open_redirects_are_refused(live_app, api, field):
     for url in OPEN_REDIRECTS:
         response = create(api, {**BASE, field: url})
-        assert response.status_code == 400, (url, response.json)
+        # Not a URL as the document describes one (spaces, control characters, too long):
+        # 400. A URL, but not on an allowed origin or app scheme: 422.
+        malformed = len(url) > 2048 or " " in url or not is_printable(url)
+        assert response.status_code == (400 if malformed else 422), (url, response.json)
         assert response.json["field"] == field, url
-        assert response.json["error"] in ("redirect_not_allowed", "invalid_request"), url
+        assert response.json["error"] == (
+            "invalid_request" if malformed else "redirect_not_allowed"
+        ), url
     with live_app.app_context():
         assert count(ConnectSession) == 0
 
@@ -426,7 +445,7 @@ def test_redirects_need_configured_origins(configured_app, api_key):
             configured_app,
             api,
             {**BASE, "success_redirect_url": url},
-            400,
+            422,
             "redirect_not_allowed",
             "success_redirect_url",
         )
@@ -449,7 +468,7 @@ def test_origins_set_on_the_model(configured_app, api_key):
             configured_app,
             api,
             {**BASE, "success_redirect_url": url},
-            400,
+            422,
             "redirect_not_allowed",
             "success_redirect_url",
         )

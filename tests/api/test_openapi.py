@@ -7,14 +7,18 @@ import json
 import re
 
 import pytest
+import sqlalchemy as sa
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
 from openapi_spec_validator import validate
 from werkzeug.wrappers import Request
 
+from tests.api.conftest import new_key
 from tests.api.support import ApiClient, openapi, validate_response
 from tests.factories import make_link
 from whoopadmin.api.openapi import document
 from whoopadmin.api.views import CONNECT_FIELDS, bp
+from whoopadmin.extensions import db
+from whoopadmin.setup.models import Connection
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
@@ -123,7 +127,14 @@ def test_every_documented_response_is_produced_and_valid(live_app, api_key, wiza
     wizard.create("staging", "Acme staging")
     with live_app.app_context():
         uid = make_link(whoop_user_id=9, reference_id="r9").uid
+        staging = db.session.scalar(
+            sa.select(Connection.id).where(Connection.environment == "staging")
+        )
     api, anonymous = ApiClient(live_app, api_key), ApiClient(live_app, "wa_wrong")
+    # A key that may read, on the staging connection only: 403 for the rest.
+    narrow = ApiClient(
+        live_app, new_key(live_app, "narrow", connection_ids=[staging], permissions=["read"])
+    )
     seen: set[tuple[str, str, str]] = set()
 
     def record(path, method, response):
@@ -137,24 +148,46 @@ def test_every_documented_response_is_produced_and_valid(live_app, api_key, wiza
         api.post("/connect-sessions", json={**good, "connection": "nope"}),
         api.post("/connect-sessions", json={**good, "connection": "staging"}),
         api.post("/connect-sessions", json={**good, "language": "fr"}),
+        narrow.post("/connect-sessions", json=good),
+        api.post("/connect-sessions", data="connection=production", content_type="text/plain"),
+        api.post("/connect-sessions", json={**good, "success_redirect_url": "https://evil.test/"}),
     ):
         record("/connect-sessions", "post", response)
     for response in (
         api.get("/users?reference_id=r9"),
         api.get("/users"),
         anonymous.get("/users?reference_id=r9"),
+        ApiClient(live_app, new_key(live_app, "writer", permissions=["write"])).get(
+            "/users?reference_id=r9"
+        ),
     ):
         record("/users", "get", response)
     backfill = "/users/{user_id}/backfill"
     for client, target, body in (
         (api, uid, {}),
         (api, uid, {"start": "later"}),
+        (api, uid, {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}),
         (anonymous, uid, {}),
+        (narrow, uid, {}),
         (api, "nope", {}),
     ):
         record(backfill, "post", client.post(f"/users/{target}/backfill", json=body))
+    record(
+        backfill, "post", api.post(f"/users/{uid}/backfill", data="x", content_type="text/plain")
+    )
     for method in ("get", "delete"):
-        for client, target in ((api, uid), (api, "nope"), (api, "a%0Ab"), (anonymous, uid)):
+        for client, target in (
+            (api, uid),
+            (api, "nope"),
+            (api, "a%0Ab"),
+            (anonymous, uid),
+            (
+                ApiClient(
+                    live_app, new_key(live_app, f"connect-{method}", permissions=["connect"])
+                ),
+                uid,
+            ),
+        ):
             record("/users/{user_id}", method, client.open(method.upper(), f"/users/{target}"))
     # The DELETE above revoked the link: a backfill is now a conflict.
     record(backfill, "post", api.post(f"/users/{uid}/backfill", json={}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -185,7 +186,7 @@ def test_delete_revokes_at_whoop_and_wipes_tokens(configured_app, api, sandbox, 
         assert link.status == "revoked" and link.revoked_at is not None
         events = list(db.session.scalars(sa.select(LinkEvent).where(LinkEvent.link_id == link.id)))
         assert [e.kind for e in events] == ["disconnect"]
-        assert events[0].details["by"].startswith("api-key:wa_")
+        assert re.fullmatch(r"api-key:backend \(wa_[\w-]{7}\)", events[0].details["by"])
         assert events[0].details["whoop_revoke_error"] is None
         revoked_at = link.revoked_at
 

@@ -96,7 +96,10 @@ def test_rotating_shows_a_new_secret_once(private_ok, operator_client, receiver)
     app = private_ok
     _, dest_id, old = seed(app, receiver.url)
     response = post(
-        operator_client, f"/destinations/{dest_id}/rotate", page=f"/destinations/{dest_id}"
+        operator_client,
+        f"/destinations/{dest_id}/rotate",
+        {"confirm": "yes"},
+        page=f"/destinations/{dest_id}/rotate",
     )
     assert response.status_code == 200 and "no-store" in response.headers["Cache-Control"]
     new = shown_secret(response)
@@ -165,7 +168,10 @@ def test_edit_and_delete(private_ok, operator_client, receiver):
         "secret": secret,
     }
     response = post(
-        operator_client, f"/destinations/{dest_id}/delete", page=f"/destinations/{dest_id}"
+        operator_client,
+        f"/destinations/{dest_id}/delete",
+        {"confirm": "yes"},
+        page=f"/destinations/{dest_id}/delete",
     )
     assert response.headers["Location"] == "/destinations"
     assert all_destinations(app) == []

@@ -6,7 +6,7 @@ from rq import Queue
 
 from tests.conftest import run_jobs
 from tests.factories import make_link
-from tests.helpers import AuthActions, post_form, post_webhook
+from tests.helpers import AuthActions, csrf_from, post_form, post_webhook
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import ConnectSession, Link
 from whoopadmin.extensions import db
@@ -176,7 +176,9 @@ def test_disconnect_is_for_operators(configured_app, linked, support_client, san
     assert post_form(support_client, f"{page}/disconnect", page).status_code == 403
     operator = configured_app.test_client()
     AuthActions(operator).login()
-    assert post_form(operator, f"{page}/disconnect", page).headers["Location"] == page
+    token = csrf_from(operator.get(f"{page}/disconnect").get_data(as_text=True))
+    confirmed = operator.post(f"{page}/disconnect", data={"csrf_token": token, "confirm": "yes"})
+    assert confirmed.headers["Location"] == page
     with configured_app.app_context():
         link = db.session.get(Link, linked)
         assert link.status == "revoked" and link.access_token is None

@@ -24,6 +24,7 @@ from whoopadmin.crypto import keyed_hash
 from whoopadmin.destinations.service import emit
 from whoopadmin.extensions import db
 from whoopadmin.health import calls, member_cap
+from whoopadmin.printable import is_printable
 from whoopadmin.setup import service as setup_service
 from whoopadmin.setup.models import Connection
 from whoopadmin.whoop import SCOPES
@@ -144,11 +145,13 @@ def create_session(
     failure_redirect_url: str | None = None,
     language: str | None = None,
     expires_in: int | None = None,
-    created_by: str,
+    created_by,
     target_link: Link | None = None,
 ) -> tuple[ConnectSession, str]:
     """Create a connect session; return it and its token (shown once, stored hashed).
 
+    ``created_by`` is the actor (a staff user, an API key, or a label such as ``"cli"``):
+    the session records its name and the audit log records the creation.
     ``target_link``: a reconnect link for that link only (its member must consent).
     """
     if not connection.hostname or connection.client_secret_sealed is None:
@@ -159,7 +162,7 @@ def create_session(
         )
     _require_live(connection)
     reference_id = (reference_id or "").strip() if isinstance(reference_id, str) else ""
-    if not reference_id or len(reference_id) > 255 or not reference_id.isprintable():
+    if not reference_id or len(reference_id) > 255 or not is_printable(reference_id):
         raise ConnectError("reference_id must be 1-255 printable characters.", "reference_id")
     try:
         language = i18n.check_language(language)
@@ -187,10 +190,18 @@ def create_session(
         failure_redirect_url=failure,
         language=language,
         expires_at=utcnow() + timedelta(seconds=expires_in),
-        created_by=created_by,
+        created_by=audit.actor_label(created_by),
         target_link_id=target_link.id if target_link is not None else None,
     )
     db.session.add(session)
+    db.session.flush()
+    audit.record(
+        created_by,
+        "connect_session.create",
+        connection,
+        session=session.public_id,
+        reference_id=reference_id,
+    )
     db.session.commit()
     return session, token
 
@@ -624,21 +635,20 @@ def disconnect(link: Link, actor) -> str | None:
     link.status = "revoked"
     link.status_reason = "disconnected"
     link.revoked_at = utcnow()
-    actor_label = getattr(actor, "email", None) or str(actor)
     db.session.add(
         LinkEvent(
             connection_id=link.connection_id,
             link_id=link.id,
             kind="disconnect",
             details={
-                "by": actor_label,
+                "by": audit.actor_label(actor),
                 "whoop_revoked": bool(token) and whoop_error is None,
                 "whoop_revoke_error": whoop_error,
             },
         )
     )
-    if getattr(actor, "email", None):
-        audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
+    # Whoever asked (staff, an API key, the CLI) is in the audit log.
+    audit.record(actor, "link.disconnect", link, whoop_revoke_error=whoop_error)
     db.session.commit()
     emit(
         link.connection_id,

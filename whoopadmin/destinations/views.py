@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from whoopadmin.auth.guards import operator_required
+from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.destinations import service
 from whoopadmin.destinations.models import (
     DATA_EVENTS,
@@ -184,22 +185,44 @@ def edit_destination(destination_id: int):
     )
 
 
-@bp.post("/<int:destination_id>/rotate")
+@bp.route("/<int:destination_id>/rotate", methods=["GET", "POST"])
 @operator_required
 def rotate_secret(destination_id: int):
-    """Replace the signing secret and show the new one, once."""
+    """Replace the signing secret and show the new one, once (after a confirmation page)."""
     destination = _destination(destination_id)
-    _check_action_form()
+    if not confirmed():
+        return confirmation_page(
+            title="Rotate this destination's signing secret?",
+            consequences=[
+                f"Generate a new signing secret for {destination.url} and show it once.",
+                "Sign every delivery from now on with the new secret only: the old one stops "
+                "signing at once, so your backend must switch to the new secret.",
+            ],
+            button="Rotate signing secret",
+            cancel_url=url_for("destinations.edit_destination", destination_id=destination.id),
+            danger=False,
+        )
     secret = service.rotate_secret(current_user, destination)
     return _show_secret(destination, secret, created=False)
 
 
-@bp.post("/<int:destination_id>/delete")
+@bp.route("/<int:destination_id>/delete", methods=["GET", "POST"])
 @operator_required
 def delete_destination(destination_id: int):
-    """Delete a destination and its delivery log."""
+    """Delete a destination and its delivery log (after a confirmation page)."""
     destination = _destination(destination_id)
-    _check_action_form()
+    if not confirmed():
+        return confirmation_page(
+            title="Delete this destination?",
+            consequences=[
+                f"Stop delivering events to {destination.url}.",
+                "Delete the destination, its signing secret and its whole delivery log "
+                "(pending deliveries are never sent).",
+                "This cannot be undone.",
+            ],
+            button="Delete destination",
+            cancel_url=url_for("destinations.edit_destination", destination_id=destination.id),
+        )
     url = destination.url
     service.delete_destination(current_user, destination)
     flash(f"Destination {url} deleted.", "success")

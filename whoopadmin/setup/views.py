@@ -434,7 +434,7 @@ def connect_links(environment: str):
                 failure_redirect_url=form.failure_redirect_url.data,
                 language=form.language.data,
                 expires_in=form.expires_in.data * 60,
-                created_by=current_user.email,
+                created_by=current_user,
             )
         except connect_service.ConnectError as exc:
             if exc.code == "connection_not_live":  # the page says why and links the step
@@ -444,16 +444,6 @@ def connect_links(environment: str):
                 form[target].errors.append(str(exc))
                 status = 400
         else:
-            from whoopadmin import audit
-
-            audit.record(
-                current_user,
-                "connect_session.create",
-                connection,
-                session=session.public_id,
-                reference_id=session.reference_id,
-            )
-            db.session.commit()
             url = connect_service.connect_url(connection, token)
             created = {
                 "url": url,

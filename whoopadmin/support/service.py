@@ -412,7 +412,7 @@ def reconnect_link(actor, link: Link) -> str:
         connection,
         reference_id=link.reference_id,
         expires_in=24 * 3600,
-        created_by=getattr(actor, "email", str(actor)),
+        created_by=actor,
         target_link=link,  # only this link's WHOOP member may use it
     )
     audit.record(actor, "link.reconnect_link", link, session=session.public_id)

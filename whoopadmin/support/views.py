@@ -7,6 +7,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from whoopadmin.auth.guards import operator_required, staff_required
+from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
@@ -170,11 +171,27 @@ def _connect_error(exc: connect_service.ConnectError, link: Link) -> str | Marku
     )
 
 
-@bp.post("/links/<uid>/disconnect")
+@bp.route("/links/<uid>/disconnect", methods=["GET", "POST"])
 @operator_required
 def disconnect(uid: str):
-    """Revoke at WHOOP and wipe the tokens (operators only)."""
-    link = _act(uid)
+    """Revoke at WHOOP and wipe the tokens (operators only), after a confirmation page."""
+    link = _link(uid)
+    if link.status == "revoked":
+        flash("This link is already disconnected.", "info")
+        return redirect(url_for("support.show_link", uid=uid), 303)
+    if not confirmed():
+        return confirmation_page(
+            title=f"Disconnect {link.reference_id}?",
+            consequences=[
+                f"Revoke this app's access at WHOOP for WHOOP user {link.whoop_user_id}.",
+                "Wipe the link's tokens here: no more syncs or webhooks for this member.",
+                "Mark the link revoked and send a deauth event to your destinations.",
+                "Keep the data already stored. To connect again the member needs a new "
+                "connect link and must consent again.",
+            ],
+            button="Disconnect",
+            cancel_url=url_for("support.show_link", uid=uid),
+        )
     error = connect_service.disconnect(link, current_user)
     if error:
         flash(

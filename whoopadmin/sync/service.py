@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, select, update
 
+from whoopadmin import audit
 from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.dbutil import kept_across_commits, upsert
@@ -339,6 +340,23 @@ def backfill_window(link: Link) -> tuple[datetime, datetime]:
     connection = db.session.get(Connection, link.connection_id)
     end = utcnow()
     return end - timedelta(days=connection.backfill_days or 30), end
+
+
+def request_resync(actor, link: Link, start: datetime, end: datetime) -> None:
+    """Queue a re-sync of ``link`` over ``[start, end)`` for ``actor`` (an API key, staff),
+    audited as ``link.backfill``; LinkInactive when the link cannot be synced.
+
+    One queued re-sync per link at a time (the job id): asking again while one waits
+    changes nothing but the log.
+    """
+    from whoopadmin.sync.jobs import queue_resync
+
+    if link.status not in ("active", "error"):
+        raise LinkInactive(f"The link is {link.status}; it cannot be synced.")
+    audit.record(actor, "link.backfill", link, start=start.isoformat(), end=end.isoformat())
+    db.session.commit()
+    # After the commit: a job never runs for a request that was rolled back.
+    queue_resync(link.id, start, end, job_id=f"api-backfill-{link.id}")
 
 
 def apply_event(link: Link, event_type: str, object_id: str) -> str:
