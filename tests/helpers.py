@@ -115,6 +115,12 @@ def follow_result(client, response):
     return client.get(location, base_url=PUBLIC)
 
 
+def post_confirmed(client, path: str):
+    """Confirm a destructive action on its confirmation page (GET ``path``), as a browser would."""
+    token = csrf_from(client.get(path).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, "confirm": "yes"})
+
+
 def post_form(client, path: str, page: str):
     """POST a button's form at ``path`` with the CSRF token of ``page``, as a browser would."""
     return client.post(

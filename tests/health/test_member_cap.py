@@ -55,7 +55,8 @@ def test_at_the_cap_new_members_are_refused_before_anyone_goes_to_whoop(live, sa
     early = session_for(live, "user-3")  # handed out while there was room
     early_with_url = session_for(live, "user-4", failure_redirect_url=FAILED)
     # user-3 is at WHOOP's consent page when the cap fills up.
-    authorize = live.start(session_for(live, "user-5")).headers["Location"]
+    late_browser = live.app.test_client()  # the browser binding stays in this client
+    authorize = live.start(session_for(live, "user-5"), late_browser).headers["Location"]
     live.connect(second, "user-2")
     with live.app.app_context():
         make_link(whoop_user_id=99, reference_id="gone", status="revoked")  # does not count
@@ -109,9 +110,9 @@ def test_at_the_cap_new_members_are_refused_before_anyone_goes_to_whoop(live, sa
     # fresh grant is revoked at WHOOP.
     answer = EndUser(live.app, sandbox, late).consent(authorize)
     parts = urlsplit(answer)
-    back = client.get(f"{parts.path}?{parts.query}", base_url=live.base)
+    back = late_browser.get(f"{parts.path}?{parts.query}", base_url=live.base)
     assert back.status_code == 303, back.data[:300]  # on to the clean result page
-    done = client.get(back.headers["Location"], base_url=live.base)
+    done = late_browser.get(back.headers["Location"], base_url=live.base)
     assert b'data-reason="member_cap_reached"' in done.data
     with live.app.app_context():
         assert db.session.scalar(sa.select(Link).where(Link.whoop_user_id == late.user_id)) is None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from rq import Queue
 
 from tests.factories import make_link, make_user
-from tests.helpers import AuthActions, post_form, spend_refresh_token
+from tests.helpers import AuthActions, post_confirmed, post_form, spend_refresh_token
 from whoopadmin.audit import AuditEvent
 from whoopadmin.connect.models import Link
 from whoopadmin.extensions import db
@@ -40,7 +40,7 @@ def _text(html: str) -> str:
 
 def test_disconnect_reads_as_words(configured_app, linked, operator):
     page = f"/links/{_uid(configured_app, linked)}"
-    flash = operator.get(post_form(operator, f"{page}/disconnect", page).headers["Location"])
+    flash = operator.get(post_confirmed(operator, f"{page}/disconnect").headers["Location"])
     timeline = _text(_timeline(flash.text))
     assert "Disconnected" in timeline
     assert "by operator@example.com: revoked at WHOOP, tokens wiped" in timeline
@@ -106,7 +106,7 @@ def test_an_active_link_can_still_be_resynced(configured_app, linked, operator):
 
 def test_audit_targets_are_named_and_linked(configured_app, linked, operator):
     page = f"/links/{_uid(configured_app, linked)}"
-    post_form(operator, f"{page}/disconnect", page)
+    post_confirmed(operator, f"{page}/disconnect")
     with configured_app.app_context():
         staff_id = db.session.scalar(sa.select(AuditEvent.actor_id).where(AuditEvent.actor_id > 0))
     html = operator.get("/audit").text
