@@ -63,6 +63,9 @@ DEFAULTS: dict[str, object] = {
     "PROXY_COUNT": 0,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "MIN_PASSWORD_LENGTH": 10,
+    # The demo (`whoopadmin demo` turns it on): the DNS step offers a "Publish these
+    # records in the demo DNS" button for names in the demo's zone.
+    "DEMO": False,
     # Flask and extension settings.
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     "SESSION_COOKIE_HTTPONLY": True,
@@ -92,6 +95,19 @@ NUMBERS = (
     "WEBHOOK_CONNECTION_CACHE_SECONDS",
     "WEBHOOK_QUEUE_DELAY_SECONDS",
 )
+
+
+# Start-up warnings already given by this process: each is logged once, however many apps
+# the process creates (the demo, tests).
+_warned: set[str] = set()
+
+
+def warn_once(app: Flask, message: str, *args: object) -> None:
+    """Log a configuration warning unless this process has already logged it."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        app.logger.warning("%s", text)
 
 
 class ConfigError(RuntimeError):
@@ -126,9 +142,10 @@ def _instance_secret(app: Flask, name: str, filename: str, make) -> str:
             return path.read_text().strip()
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
-        app.logger.warning("Generated WHOOPADMIN_%s into %s", name, path)
+        warn_once(app, "Generated WHOOPADMIN_%s into %s", name, path)
     if not app.debug:
-        app.logger.warning(
+        warn_once(
+            app,
             "WHOOPADMIN_%s comes from %s, generated for development. Set it in the "
             "environment for any real deployment; losing that file loses every secret.",
             name,
