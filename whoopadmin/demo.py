@@ -228,7 +228,7 @@ def run_demo(app: Flask, host: str, ports: DemoPorts, verbose: bool = False) -> 
     from whoopadmin import redisconn
     from whoopadmin.demokit.console import Console, EventWatcher, LogTail, route_logs
     from whoopadmin.demokit.receiver import ReceiverServer
-    from whoopadmin.demokit.service import RELOAD_EXTENSION
+    from whoopadmin.demokit.service import RELOAD_EXTENSION, reload_when_connections_change
     from whoopadmin.domains import DNSServer
     from whoopadmin.sandbox.persist import Autosaver, StateFile
     from whoopadmin.sandbox.server import SandboxServer
@@ -312,6 +312,7 @@ def run_demo(app: Flask, host: str, ports: DemoPorts, verbose: bool = False) -> 
 
         reload_zone()
         app.extensions[RELOAD_EXTENSION] = reload_zone
+        reload_when_connections_change()
 
         env = dict(os.environ, WHOOPADMIN_INSTANCE_PATH=app.instance_path)
         env.update({f"WHOOPADMIN_{k}": v for k, v in settings.items()})

@@ -12,7 +12,7 @@ from tests.helpers import AuthActions, csrf_from
 from whoopadmin.audit import AuditEvent
 from whoopadmin.demo import demo_zone
 from whoopadmin.demokit import dnszone
-from whoopadmin.demokit.service import PUBLISH_ACTION
+from whoopadmin.demokit.service import PUBLISH_ACTION, reload_when_connections_change
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
 
@@ -38,6 +38,7 @@ def demo_app(make_app, dns_server, sandbox):
         dns_server.load_zone(demo_zone(app), origin=dnszone.ZONE)
 
     app.extensions["whoopadmin.demo_dns_reload"] = reload
+    reload_when_connections_change()
     reload()
     yield app
     dns_server.remove_zone(dnszone.ZONE)
@@ -97,8 +98,7 @@ def test_a_new_subdomain_loses_what_the_old_one_published(demo_app, demo_wizard)
 @pytest.mark.parametrize("name", dnszone.PREPARED, ids=lambda p: p.hostname)
 def test_each_prepared_name_produces_its_finding(demo_app, demo_wizard, name):
     demo_wizard.create("mistake")
-    demo_wizard.subdomain("mistake", name.hostname)
-    demo_app.extensions["whoopadmin.demo_dns_reload"]()  # its validation token is known now
+    demo_wizard.subdomain("mistake", name.hostname)  # the zone follows at the commit
     run_jobs(demo_app)
     status, codes = _status_and_codes(demo_app, "mistake")
     assert (status, codes) == ("misconfigured", [name.finding])

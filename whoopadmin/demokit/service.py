@@ -8,8 +8,11 @@ what was published, so the audit log shows exactly what the DNS server serves.
 
 from __future__ import annotations
 
-from flask import current_app
-from sqlalchemy import select
+import logging
+
+from flask import current_app, has_app_context
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from whoopadmin import audit
 from whoopadmin.audit import AuditEvent
@@ -17,6 +20,8 @@ from whoopadmin.demokit import dnszone
 from whoopadmin.extensions import db
 from whoopadmin.setup import service as setup
 from whoopadmin.setup.models import Connection
+
+log = logging.getLogger(__name__)
 
 PUBLISH_ACTION = "connection.demo_dns_publish"
 # The running demo puts a function here that reloads its DNS zone at once.
@@ -93,3 +98,35 @@ def zone_text(publish_all: bool = False) -> str:
         if publish_all and dnszone.in_zone(connection.hostname):
             everything += [r.to_dict() for r in setup.expected_records(connection)]
     return dnszone.zone_for(everything if publish_all else published_records(), tokens)
+
+
+_listening = False
+
+
+def reload_when_connections_change() -> None:
+    """In the demo process: rebuild the zone right after a commit that changed a connection.
+
+    A new subdomain gets a new validation token, and the wizard queues its DNS check right
+    after saving it: without this the check could run before the zone (refreshed every
+    two seconds otherwise) holds a prepared name's validation record.
+    """
+    global _listening
+    if _listening:
+        return
+    _listening = True
+
+    @event.listens_for(Session, "after_flush")
+    def note_connection_change(session: Session, _context) -> None:
+        if any(isinstance(o, Connection) for o in (*session.new, *session.dirty)):
+            session.info["demo_zone_stale"] = True
+
+    @event.listens_for(Session, "after_commit")
+    def reload_zone(session: Session) -> None:
+        if not session.info.pop("demo_zone_stale", False) or not has_app_context():
+            return
+        reload = current_app.extensions.get(RELOAD_EXTENSION)
+        if reload is not None:
+            try:
+                reload()
+            except Exception as exc:  # the two-second refresh will catch up
+                log.warning("demo zone not reloaded: %s", type(exc).__name__)
