@@ -67,6 +67,7 @@ class DemoProcess:
     ports: dict[str, int] = field(
         default_factory=lambda: {"port": 0, "sandbox-port": 0, "dns-port": 0, "receiver-port": 0}
     )
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
     runs: int = 0
 
@@ -89,6 +90,14 @@ class DemoProcess:
     def output(self) -> str:
         return self.stdout_path.read_text(errors="replace")
 
+    def wait_for_output(self, pattern: str, timeout: float = 30) -> str:
+        """Wait until the console shows a line matching ``pattern`` (a regex); return it."""
+        deadline = time.monotonic() + timeout
+        while (found := re.search(pattern, self.output(), re.M)) is None:
+            assert time.monotonic() < deadline, f"no {pattern!r} in:\n{self.output()[-2000:]}"
+            time.sleep(0.2)
+        return found[0]
+
     def errors(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
@@ -107,14 +116,15 @@ class DemoProcess:
     def public(self, hostname: str) -> str:
         return f"http://{hostname}:{self.ports['port']}"
 
-    def start(self, extra_args: tuple[str, ...] = ()) -> DemoProcess:
+    def start(self) -> DemoProcess:
         """Start the demo and wait until its banner is out and /readyz answers 200."""
         self.runs += 1
         args = [arg for name, port in self.ports.items() for arg in (f"--{name}", str(port))]
+        args += self.extra_args
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             # Its own session: the test sends the Ctrl-C a terminal would send its group.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "whoopadmin.cli", "demo", *args, *extra_args],
+                [sys.executable, "-m", "whoopadmin.cli", "demo", *args],
                 env=self.env,
                 cwd=self.folder,
                 stdin=subprocess.DEVNULL,

@@ -75,6 +75,9 @@ def test_commands_beside_the_running_demo_leave_it_working(tmp_path, demo_databa
         for port in demo.ports.values():
             assert http_status(f"http://127.0.0.1:{port}/", timeout=1) is None
         _no_traceback(demo)
+        # The console shows the banner and events; request lines go to the log file.
+        assert "GET /readyz" not in demo.output()
+        assert "GET /readyz" in (demo.instance / "logs" / "web.log").read_text()
     finally:
         demo.kill()
 

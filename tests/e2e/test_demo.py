@@ -32,7 +32,8 @@ SLOW_MS = 45_000
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     url, drop = fresh_pg_database(PG_URL) if PG_URL else (None, lambda: None)
-    process = DemoProcess(tmp_path_factory.mktemp("demo"), url)
+    # --verbose: every log line on the console too (test_demo_process.py runs without).
+    process = DemoProcess(tmp_path_factory.mktemp("demo"), url, extra_args=("--verbose",))
     try:
         yield process.start()
     finally:
@@ -116,6 +117,9 @@ def test_a_test_delivery_lands_in_the_demo_receivers_inbox_signed(demo, new_page
     expect(delivery.get_by_test_id("signature")).to_have_text("valid")
     expect(delivery.get_by_test_id("body")).to_contain_text('"type": "test"')
     save_screenshot(inbox, "demo-receiver")
+    console = demo.output()
+    assert "delivery received by the demo receiver: test (signature valid)" in console
+    assert "[worker] " in console  # --verbose shows the worker's log lines too
 
 
 def _member_from_banner(demo: DemoProcess) -> tuple[str, str, int]:
@@ -165,6 +169,8 @@ def test_a_link_made_before_a_restart_keeps_working_after_it(demo, new_page):
     user.get_by_role("button", name="Approve").click()
     expect(user.get_by_test_id("connect-success")).to_be_visible()
 
+    demo.wait_for_output(rf"link connected: WHOOP member {user_id} \(reference restart-member\)")
+
     # The demo stops and starts again on the same ports and instance folder.
     demo.stop()
     assert "Stopped:" in demo.output()
@@ -196,6 +202,8 @@ def test_a_link_made_before_a_restart_keeps_working_after_it(demo, new_page):
     expect(page.get_by_test_id("link-status")).to_have_text("active")
     timeline = page.get_by_test_id("timeline")
     _reload_until(page, timeline.locator('[data-kind="webhook"]', has_text="workout.updated"))
+
+    demo.wait_for_output(rf"webhook processed: workout\.updated for WHOOP member {user_id}")
 
     # And its tokens still refresh: the sandbox kept the refresh token too.
     page.get_by_role("button", name="Refresh tokens now").click()
