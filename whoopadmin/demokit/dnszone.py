@@ -38,32 +38,32 @@ class PreparedName:
 PREPARED: tuple[PreparedName, ...] = (
     PreparedName(
         f"zone-twice.{ZONE}",
-        "the full name typed where the provider adds the zone itself",
+        "the full name typed where the provider adds the zone",
         "zone_duplicated",
         # Relative to the zone: the record lands at zone-twice.demo.localhost.demo.localhost.
         (f"zone-twice.{ZONE} CNAME {CNAME_TARGET}.",),
     ),
     PreparedName(
         f"no-final-dot.{ZONE}",
-        "the target typed without its final dot, so the zone was appended to it",
+        "the target typed without its final dot",
         "target_zone_appended",
         (f"no-final-dot CNAME {CNAME_TARGET}",),
     ),
     PreparedName(
         f"wrong-target.{ZONE}",
-        "a CNAME that points somewhere else",
+        "a CNAME to another target",
         "wrong_target",
         (f"wrong-target CNAME old-edge.{ZONE}.", "old-edge A 127.0.0.2"),
     ),
     PreparedName(
         f"a-record.{ZONE}",
-        "an A record (what a proxied or flattened name looks like) instead of a CNAME",
+        "an A record (proxied or flattened) instead of a CNAME",
         "address_instead_of_cname",
         ("a-record A 127.0.0.1",),
     ),
     PreparedName(
         f"whoop.caa-forbids.{ZONE}",
-        'a CAA record above the name that allows only another CA ("pki.goog")',
+        "a CAA record that allows only another CA",
         "caa_forbids",
         (f"whoop.caa-forbids CNAME {CNAME_TARGET}.", 'caa-forbids CAA 0 issue "pki.goog"'),
     ),
