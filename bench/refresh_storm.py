@@ -93,13 +93,14 @@ def build_sandbox(links: int, seed: int):
 def count_grants(state) -> dict:
     """Wrap ``state.refresh`` (the token endpoint's refresh grant) to count its outcomes."""
     from whoopadmin.sandbox import SandboxError
+    from whoopadmin.sandbox.state import token_key
 
     counts = {"outcomes": Counter(), "families": Counter()}
     lock = threading.Lock()
     refresh = state.refresh
 
     def counted(app, refresh_token, scope):
-        token = state.tokens.get(refresh_token)
+        token = state.tokens.get(token_key(refresh_token))
         try:
             body = refresh(app, refresh_token, scope)
         except SandboxError as exc:
@@ -117,6 +118,8 @@ def count_grants(state) -> dict:
 
 def sandbox_main(server, conn) -> None:
     """The sandbox process: serve, and answer the benchmark's questions on ``conn``."""
+    from whoopadmin.sandbox.state import token_key
+
     counts = count_grants(server.state)
     server.start()
     while True:
@@ -144,7 +147,7 @@ def sandbox_main(server, conn) -> None:
                     sum(
                         1
                         for rt in argument
-                        if (t := tokens.get(rt)) is not None
+                        if (t := tokens.get(token_key(rt))) is not None
                         and t.kind == "refresh"
                         and not (t.used or t.revoked)
                     )

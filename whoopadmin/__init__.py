@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(__file__).resolve().parent
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the whoopadmin app: defaults → instance/config.py → WHOOPADMIN_* env → test_config."""
-    from whoopadmin import config, errors, extensions, i18n, models, redisconn, web
+def _stop_embedded_redis() -> None:
+    # Registered when the package is first imported, so it runs after every other exit
+    # handler of whoopadmin's (atexit runs them last-in, first-out): work that flushes to
+    # Redis at exit still finds it up. Nothing to do unless redisconn was ever used.
+    redisconn = sys.modules.get("whoopadmin.redisconn")
+    if redisconn is not None:
+        redisconn.stop_owned()
 
-    test_config = dict(test_config or {})
+
+atexit.register(_stop_embedded_redis)
+
+
+def _configured_flask(test_config: dict[str, Any]) -> Flask:
+    """A bare Flask object with whoopadmin's settings in order; it creates no file."""
+    from whoopadmin import config
+
     instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get(
         "WHOOPADMIN_INSTANCE_PATH"
     )
@@ -32,6 +45,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env("WHOOPADMIN")
     app.config.from_mapping(test_config)
+    return app
+
+
+def read_settings() -> Mapping[str, Any]:
+    """The settings as create_app would see them, without creating an app, files or keys.
+
+    For commands that need a setting or two but neither the database nor Redis
+    (``whoopadmin dns check``).
+    """
+    return _configured_flask({}).config
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the whoopadmin app: defaults → instance/config.py → WHOOPADMIN_* env → test_config."""
+    from whoopadmin import config, errors, extensions, i18n, models, redisconn, web
+
+    app = _configured_flask(dict(test_config or {}))
     config.finalise(app)
     app.config["REDIS_URL"] = redisconn.resolve_url(app)
     app.config.setdefault(
@@ -93,6 +123,7 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.api.views import keys_bp
     from whoopadmin.auth.views import bp as auth_bp
     from whoopadmin.connect.views import bp as connect_bp
+    from whoopadmin.demokit.views import bp as demokit_bp
     from whoopadmin.destinations.views import bp as destinations_bp
     from whoopadmin.health.views import bp as health_bp
     from whoopadmin.main.views import bp as main_bp
@@ -121,3 +152,4 @@ def _register_blueprints(app: Flask) -> None:
     for blueprint in (sessions_bp, mfa_bp, passwords_bp, sso_bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
+    app.register_blueprint(demokit_bp)

@@ -1,9 +1,17 @@
-"""The ``whoopadmin`` command: Flask's commands (run, shell, routes, db) plus our own."""
+"""The ``whoopadmin`` command: Flask's commands (run, shell, routes, db) plus our own.
+
+Commands are found without building the app. Only a command that uses the app (every
+AppGroup command runs inside ``with_appcontext``) creates it, with its instance folder
+and keys, and only one that uses Redis starts (or attaches to) the embedded server; so
+``--help``, ``keys generate`` and ``dns check`` create nothing and start nothing.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from importlib import import_module, metadata
 
 import click
 from flask import Flask, current_app
@@ -11,18 +19,110 @@ from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from whoopadmin import create_app
 
+# Commands whose modules are slow to import (Flask-Migrate pulls in Alembic): loaded only
+# when one of them runs; --help lists them with this text.
+LAZY_COMMANDS = {
+    "db": ("flask_migrate.cli:db", "Database migrations (Flask-Migrate): upgrade, current…"),
+}
+PLUGIN_HELP = {"limiter": "Inspect and clear rate limits (Flask-Limiter)."}
 
-@click.group(cls=FlaskGroup, create_app=create_app)
+
+class _Listed(click.Command):
+    """A stand-in that lists a lazy command in --help without importing it."""
+
+
+class WhoopadminGroup(FlaskGroup):
+    """FlaskGroup that lists and finds commands without creating the app."""
+
+    def _load_plugin_commands(self) -> None:
+        # Plugins (the flask.commands entry point) are looked up lazily too.
+        if self._loaded_plugin_commands:
+            return
+        self._lazy = dict(LAZY_COMMANDS)
+        for ep in metadata.entry_points(group="flask.commands"):
+            about = PLUGIN_HELP.get(ep.name, f"From {ep.value.split(':')[0]}.")
+            self._lazy.setdefault(ep.name, (ep.value, about))
+        self._loaded_plugin_commands = True
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Our commands, then lazily imported ones; the app's own only as a last resort."""
+        self._load_plugin_commands()
+        command = click.Group.get_command(self, ctx, name)
+        if command is None and name in self._lazy:
+            module, _, attribute = self._lazy[name][0].partition(":")
+            command = getattr(import_module(module), attribute)
+            self.add_command(command, name)
+        if command is None:
+            return super().get_command(ctx, name)  # loads the app: app.cli extras
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, without creating the app."""
+        self._load_plugin_commands()
+        return sorted(set(click.Group.list_commands(self, ctx)) | set(self._lazy))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of --help, with lazy commands described but not imported."""
+        self._load_plugin_commands()
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                command = _Listed(name, help=self._lazy[name][1])
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, c.get_short_help_str(limit)) for name, c in rows])
+
+
+def _create_app() -> Flask:
+    """create_app for the command line: a setting or folder that cannot work is a message."""
+    from whoopadmin.config import ConfigError
+    from whoopadmin.redisconn import EmbeddedRedisError
+
+    try:
+        return create_app()
+    except (ConfigError, EmbeddedRedisError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        where = exc.filename or "the instance folder"
+        raise click.ClickException(
+            f"Cannot use {where}: {exc.strerror or exc}. Set WHOOPADMIN_INSTANCE_PATH to a "
+            "folder you can write to."
+        ) from None
+
+
+@click.group(cls=WhoopadminGroup, create_app=_create_app)
 def cli() -> None:
     """whoopadmin: connect your users' WHOOP accounts with your own WHOOP credentials."""
     # SIGTERM (systemd, `timeout`, a container stop) must unwind like Ctrl-C, so exit
     # handlers run and an embedded Redis started by this process is stopped. The worker
     # and the cron install their own handlers for a graceful stop.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _stop_with_demo()
 
 
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
+
+
+def _stop_with_demo() -> None:
+    """In the demo's worker and cron: get SIGTERM when the demo dies, even if it is killed.
+
+    Without this a killed demo would leave its worker and cron running, attached to a
+    Redis that the next demo adopts, with the old run's settings.
+    """
+    parent = os.environ.get("WHOOPADMIN_DEMO_PARENT")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # the demo died before the line above
+        raise SystemExit("whoopadmin demo has stopped; stopping too.")
 
 
 @click.group(cls=AppGroup)
@@ -137,15 +237,35 @@ def keys_rotate() -> None:
     )
 
 
-@click.command("demo")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@with_appcontext
-def demo(host: str, port: int) -> None:
-    """Run whoopadmin on the embedded defaults with demo staff accounts."""
-    from whoopadmin.demo import run_demo
+_PORT = click.IntRange(0, 65535)
 
-    run_demo(current_app._get_current_object(), host, port)
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface for every part.")
+@click.option("--port", default=5000, show_default=True, type=_PORT, help="Admin pages.")
+@click.option(
+    "--sandbox-port", default=5055, show_default=True, type=_PORT, help="The WHOOP sandbox."
+)
+@click.option(
+    "--dns-port", default=5053, show_default=True, type=_PORT, help="The demo DNS (UDP and TCP)."
+)
+@click.option(
+    "--receiver-port",
+    default=5056,
+    show_default=True,
+    type=_PORT,
+    help="The demo receiver of deliveries.",
+)
+@click.option("--verbose", is_flag=True, help="Also show every log line on the console.")
+@with_appcontext
+def demo(
+    host: str, port: int, sandbox_port: int, dns_port: int, receiver_port: int, verbose: bool
+) -> None:
+    """Run whoopadmin on the embedded defaults with demo accounts (port 0: any free port)."""
+    from whoopadmin.demo import DemoPorts, run_demo
+
+    ports = DemoPorts(web=port, sandbox=sandbox_port, dns=dns_port, receiver=receiver_port)
+    run_demo(current_app._get_current_object(), host, ports, verbose=verbose)
 
 
 @click.group(cls=AppGroup)
@@ -153,7 +273,7 @@ def dns() -> None:
     """Check custom-domain DNS records."""
 
 
-@dns.command("check")
+@dns.command("check", with_appcontext=False)
 @click.argument("hostname")
 @click.option("--target", required=True, help="Where HOSTNAME's CNAME must point.")
 @click.option("--validation-name", help="Name of the validation record (a CNAME).")
@@ -189,8 +309,9 @@ def dns_check(
     """Run the wizard's DNS checks for HOSTNAME, CAA included; exit 0 when verified, 1 otherwise."""
     import json
 
-    from whoopadmin import domains
+    from whoopadmin import domains, read_settings
 
+    settings = read_settings()
     if bool(validation_name) != bool(validation_target):
         raise click.UsageError("give --validation-name and --validation-target together")
     if ca is not None and no_caa:
@@ -200,14 +321,13 @@ def dns_check(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--nameserver") from None
     if servers is None:
-        servers = domains.parse_nameservers(current_app.config.get("DNS_NAMESERVERS") or None)
+        try:
+            servers = domains.parse_nameservers(settings.get("DNS_NAMESERVERS") or None)
+        except ValueError as exc:
+            raise click.ClickException(f"WHOOPADMIN_DNS_NAMESERVERS: {exc}") from None
     source = "--ca" if ca is not None else "WHOOPADMIN_ACME_CA"
     try:
-        ca = (
-            None
-            if no_caa
-            else domains.normalise_ca(current_app.config["ACME_CA"] if ca is None else ca)
-        )
+        ca = None if no_caa else domains.normalise_ca(settings["ACME_CA"] if ca is None else ca)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=source) from None
     try:
@@ -278,12 +398,20 @@ def cron() -> None:
     build_cron(current_app._get_current_object()).start()
 
 
-def register_commands(app: Flask) -> None:
-    """Attach whoopadmin's commands to ``app.cli`` (so ``runner.invoke`` sees them too)."""
+def _commands() -> tuple[click.Command, ...]:
     from whoopadmin.sandbox.cli import sandbox_command
 
-    for command in (users, keys, dns, demo, worker, cron, sandbox_command):
+    return (users, keys, dns, demo, worker, cron, sandbox_command)
+
+
+def register_commands(app: Flask) -> None:
+    """Attach whoopadmin's commands to ``app.cli`` (so ``runner.invoke`` sees them too)."""
+    for command in _commands():
         app.cli.add_command(command)
+
+
+for _command in _commands():
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":  # ``python -m whoopadmin.cli``: what the demo starts its workers with

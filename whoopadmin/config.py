@@ -134,6 +134,9 @@ DEFAULTS: dict[str, object] = {
     "HEALTH_CAUSE_CHECK_SECONDS": 3600,
     # CA bundle for the certificate check (empty: the system's trust store).
     "HEALTH_CA_BUNDLE": "",
+    # The demo (`whoopadmin demo` turns it on): the DNS step offers a "Publish these
+    # records in the demo DNS" button for names in the demo's zone.
+    "DEMO": False,
     # Flask and extension settings.
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     "SESSION_COOKIE_HTTPONLY": True,
@@ -198,6 +201,19 @@ DESTINATION_LIMITS = {
 }
 
 
+# Start-up warnings already given by this process: each is logged once, however many apps
+# the process creates (the demo, tests).
+_warned: set[str] = set()
+
+
+def warn_once(app: Flask, message: str, *args: object) -> None:
+    """Log a configuration warning unless this process has already logged it."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        app.logger.warning("%s", text)
+
+
 class ConfigError(RuntimeError):
     """The configuration cannot work; the message says what to set."""
 
@@ -230,9 +246,10 @@ def _instance_secret(app: Flask, name: str, filename: str, make) -> str:
             return path.read_text().strip()
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
-        app.logger.warning("Generated WHOOPADMIN_%s into %s", name, path)
+        warn_once(app, "Generated WHOOPADMIN_%s into %s", name, path)
     if not app.debug:
-        app.logger.warning(
+        warn_once(
+            app,
             "WHOOPADMIN_%s comes from %s, generated for development. Set it in the "
             "environment for any real deployment; losing that file loses every secret.",
             name,

@@ -52,12 +52,16 @@ def test_embedded_defaults_create_their_files(tmp_path, clean_env):
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json
     assert (instance / "whoopadmin.sqlite3").exists()
-    assert (instance / "redis.db").exists() or app.config["REDIS_URL"].endswith(".socket")
+    # The embedded Redis started on first use, and is recorded for other processes.
+    assert app.config["REDIS_URL"] == f"unix://{instance / 'redis.sock'}"
+    assert (instance / "redis.json").exists()
     # A second start reuses the generated keys instead of making new ones.
     key = (instance / "encryption_keys").read_text()
     again = create_app({"INSTANCE_PATH": str(instance)})
     assert (instance / "encryption_keys").read_text() == key
     assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]
+    app.extensions["whoopadmin.embedded_redis"].stop()
+    assert not (instance / "redis.json").exists()
 
 
 def test_generated_keys_are_announced(tmp_path, clean_env, redis_url, caplog):

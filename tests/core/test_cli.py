@@ -103,13 +103,15 @@ def test_demo_request_log_hides_tokens_and_codes():
         assert secret not in logged
 
 
-def _redis_servers() -> set[int]:
+def _redis_servers(folder) -> set[int]:
+    """redis-server processes of ``folder`` (other suites on the machine start their own)."""
     import psutil
 
     return {
         p.pid
         for p in psutil.process_iter(["cmdline"])
         if any("redis-server" in part for part in (p.info["cmdline"] or []))
+        and str(folder) in " ".join(p.info["cmdline"] or [])
     }
 
 
@@ -130,7 +132,7 @@ def test_sigterm_stops_the_embedded_redis(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    before = _redis_servers()
+    before = _redis_servers(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "whoopadmin.cli", "run", "--port", str(port)],
         env=env,
@@ -144,7 +146,7 @@ def test_sigterm_stops_the_embedded_redis(tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        started = _redis_servers() - before
+        started = _redis_servers(tmp_path) - before
         assert started, "no embedded redis-server was started"
         process.send_signal(signal.SIGTERM)
         process.wait(20)

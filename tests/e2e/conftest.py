@@ -119,10 +119,11 @@ class Live:
         return self.whoop_apps[hostname]
 
     def publish_zone(self) -> None:
-        """Serve the records every demo.localhost connection asks for, as demo.py does."""
+        """Serve the records every demo.localhost connection asks for (the demo's publish
+        button does this per connection; test_demo.py drives the real button)."""
         from whoopadmin.demo import demo_zone
 
-        self.dns.load_zone(demo_zone(self.app), origin=ZONE)
+        self.dns.load_zone(demo_zone(self.app, publish_all=True), origin=ZONE)
 
     def run_jobs(self, *queues: str) -> None:
         """Run the queued jobs in this process (a burst worker)."""

@@ -2,6 +2,7 @@
 
 import pytest
 
+from whoopadmin.sandbox.state import token_key
 from whoopadmin.whoop.api import WhoopError
 from whoopadmin.whoop.partner import PartnerTokens
 
@@ -33,7 +34,8 @@ def test_call_with_token(tokens):
 def test_401_gets_a_new_token_and_retries_once(tokens, sandbox):
     stale = tokens.token()
     with sandbox.state.lock:
-        sandbox.state.partner_tokens.pop(stale)  # WHOOP forgot it (expired early)
+        # WHOOP forgot it (expired early); the sandbox keeps tokens by their hash.
+        sandbox.state.partner_tokens.pop(token_key(stale))
     response = tokens.request("POST", "/v2/partner/development/add-test-data")
     assert response.status_code == 204
     response.close()

@@ -20,6 +20,20 @@ def test_help():
         assert option in result.output
 
 
+def test_a_port_in_use_is_a_message_naming_the_option():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(sandbox_command, ["--port", str(port), "--members", "0"])
+    assert result.exit_code == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in result.output
+    assert "--port 0 picks any free one" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def _read_until(proc, marker: str, timeout: float = 20.0) -> str:
     out = ""
     deadline = time.monotonic() + timeout

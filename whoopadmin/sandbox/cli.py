@@ -86,7 +86,10 @@ def sandbox_command(
         server = SandboxServer(state, host=host, port=port, quiet=not log_requests)
     except OSError as exc:
         state.close()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+        raise click.ClickException(
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}): stop what uses the "
+            "port, or choose another with --port (--port 0 picks any free one)."
+        ) from None
 
     click.echo(f"WHOOP sandbox listening on {server.url}")
     click.echo("")

@@ -302,6 +302,37 @@ class MemberData:
         self.next_v1 += 1
         return self.profile.user_id * 100_000 + self.next_v1
 
+    # -- saving ----------------------------------------------------------------
+
+    def to_snapshot(self) -> dict:
+        """Every record and the generator's state, as JSON-ready data."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "rng": [version, list(internal), gauss],
+            "next_v1": self.next_v1,
+            "cycles": self.cycles.records,
+            "sleeps": self.sleeps.records,
+            "recoveries": self.recoveries.records,
+            "workouts": self.workouts.records,
+        }
+
+    @classmethod
+    def from_snapshot(cls, profile: MemberProfile, saved: dict) -> MemberData:
+        """Rebuild the records and indexes that :meth:`to_snapshot` saved."""
+        version, internal, gauss = saved["rng"]
+        rng = random.Random()
+        rng.setstate((version, tuple(internal), gauss))
+        data = cls(profile=profile, rng=rng, next_v1=int(saved["next_v1"]))
+        for rec in saved["cycles"]:
+            data.add_cycle(rec)
+        for rec in saved["sleeps"]:
+            data.add_sleep(rec)
+        for rec in saved["recoveries"]:
+            data.add_recovery(rec, data.sleep_by_id[rec["sleep_id"]])
+        for rec in saved["workouts"]:
+            data.add_workout(rec)
+        return data
+
 
 # -- record builders ----------------------------------------------------------------
 

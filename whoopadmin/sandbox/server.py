@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from . import create_sandbox_app
 from .state import SandboxState
@@ -16,6 +23,24 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         """Do not log requests."""
+
+
+def serve_on(host: str, port: int, app, **options: Any) -> BaseWSGIServer:
+    """``make_server`` on a socket bound here, so a port in use raises OSError.
+
+    (werkzeug's own bind prints a message of its own and exits the process instead.)
+    """
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(128)
+        server = make_server(host, port, app, fd=sock.fileno(), **options)
+    finally:
+        sock.close()  # the server holds its own duplicate of the socket
+    server.server_port = server.server_address[1]  # what server_bind() would have set
+    return server
 
 
 class SandboxServer:
@@ -40,7 +65,7 @@ class SandboxServer:
         settings.setdefault("webhook_loopback_only", True)
         self.state = state or SandboxState(**settings)
         self.app = create_sandbox_app(self.state)
-        self._server: BaseWSGIServer = make_server(
+        self._server: BaseWSGIServer = serve_on(
             host,
             port,
             self.app,

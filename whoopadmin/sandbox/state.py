@@ -35,6 +35,19 @@ SCOPES = frozenset(
 PARTNER_SCOPE = "whoop-partner/token"
 
 
+def token_key(raw: str) -> str:
+    """How a code or token is stored: its SHA-256, hex (look-ups hash what is presented)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+# The format of SandboxState.snapshot(); a file with another version is not loaded.
+SNAPSHOT_VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """A saved sandbox state that cannot be loaded (corrupt, or from another version)."""
+
+
 class SandboxError(Exception):
     """A request the sandbox refuses; views turn it into a JSON error."""
 
@@ -265,6 +278,11 @@ def check_pkce(challenge: str | None, verifier: str | None) -> None:
         )
 
 
+def _with_scopes(item: Code | Token) -> dict:
+    """A code or token as JSON-ready data (scopes as a sorted list)."""
+    return {**item.__dict__, "scopes": sorted(item.scopes)}
+
+
 def _check_type(name: str, value: Any, kind: Any) -> Any:
     """Validate one JSON value; bool is not accepted as a number."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -293,6 +311,8 @@ class SandboxState:
         self.apps: dict[str, App] = {}
         self.profiles: dict[int, gen.MemberProfile] = {}
         self._data: dict[int, gen.MemberData] = {}
+        # Codes and tokens are kept by their SHA-256 (token_key), as a real provider would
+        # store them: a saved snapshot holds no usable token.
         self.codes: dict[str, Code] = {}
         self.tokens: dict[str, Token] = {}
         # Each family's tokens, so a refresh revokes its family's access tokens without
@@ -328,6 +348,102 @@ class SandboxState:
         """Stop background work (webhook threads, sleeping fault requests)."""
         self.stop_event.set()
         self.dispatcher.stop()
+
+    # -- saving and loading (the demo keeps its sandbox across restarts) --------------
+
+    def snapshot(self) -> dict:
+        """Everything a restart must keep, as JSON-ready data (see ``persist.py``).
+
+        Apps, members and their data, grants, codes and tokens (by hash only), partners,
+        lab requisitions, settings, the clock offset and webhooks not yet delivered.
+        Rate-limit windows, faults and the delivery log are left out: they are transient.
+        Call it (and serialise the result) while holding ``lock``.
+        """
+        with self.lock:
+            settings = {name: getattr(self.config, name) for name in SETTABLE}
+            settings["webhook_retry_delays"] = list(self.config.webhook_retry_delays)
+            return {
+                "version": SNAPSHOT_VERSION,
+                "seed": self.config.seed,
+                "settings": settings,
+                "clock_offset_ms": self.clock.offset_ms,
+                "app_count": self._app_count,
+                "member_count": self._member_count,
+                "apps": [
+                    {
+                        "client_id": a.client_id,
+                        "client_secret": a.client_secret,
+                        "name": a.name,
+                        "redirect_uris": a.redirect_uris,
+                        "webhook_urls": a.webhook_urls,
+                        "rate_per_minute": a.rate_per_minute,
+                        "rate_per_day": a.rate_per_day,
+                        "approved": a.approved,
+                    }
+                    for a in self.apps.values()
+                ],
+                "members": [p.__dict__ for p in self.profiles.values()],
+                "data": {str(uid): md.to_snapshot() for uid, md in self._data.items()},
+                "grants": [[cid, uid, sorted(sc)] for (cid, uid), sc in self.grants.items()],
+                "codes": {k: _with_scopes(c) for k, c in self.codes.items()},
+                "tokens": {k: _with_scopes(t) for k, t in self.tokens.items()},
+                "partners": [p.__dict__ for p in self.partners.values()],
+                "partner_tokens": {k: list(v) for k, v in self.partner_tokens.items()},
+                "requisitions": self.requisitions,
+                "service_requests": self.service_requests,
+                "webhooks": self.dispatcher.pending(),
+            }
+
+    @classmethod
+    def from_snapshot(cls, saved: Any, **settings: Any) -> SandboxState:
+        """A state rebuilt from :meth:`snapshot` output; SnapshotError if it does not fit.
+
+        ``settings`` configure the new state as for the constructor; what the snapshot
+        holds (settings changed through the control API included) is applied on top.
+        """
+        if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
+            raise SnapshotError("it is not a sandbox state of this version")
+        settings["seed"] = saved.get("seed", settings.get("seed", 1))
+        state = cls(**settings)
+        try:
+            state._load(saved)
+        except SandboxError as exc:
+            state.close()
+            raise SnapshotError(exc.description) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            state.close()
+            raise SnapshotError(f"{type(exc).__name__}: {exc}") from None
+        return state
+
+    def _load(self, saved: dict) -> None:
+        self.update_config(dict(saved["settings"]))
+        self.clock.offset_ms = int(saved["clock_offset_ms"])
+        self._app_count = int(saved["app_count"])
+        self._member_count = int(saved["member_count"])
+        for item in saved["apps"]:
+            app = App(**item)
+            self.apps[app.client_id] = app
+        for item in saved["members"]:
+            profile = gen.MemberProfile(**item)
+            self.profiles[profile.user_id] = profile
+        for uid, data in saved["data"].items():
+            self._data[int(uid)] = gen.MemberData.from_snapshot(self.profiles[int(uid)], data)
+        for cid, uid, scopes in saved["grants"]:
+            self.grants[(str(cid), int(uid))] = frozenset(scopes)
+        for key, item in saved["codes"].items():
+            self.codes[key] = Code(**{**item, "scopes": frozenset(item["scopes"])})
+        for key, item in saved["tokens"].items():
+            token = Token(**{**item, "scopes": frozenset(item["scopes"])})
+            self.tokens[key] = token
+            self.families.setdefault(token.family, []).append(token)
+        for item in saved["partners"]:
+            partner = Partner(**item)
+            self.partners[partner.client_id] = partner
+        for key, (client_id, expires) in saved["partner_tokens"].items():
+            self.partner_tokens[key] = (str(client_id), float(expires))
+        self.requisitions = dict(saved["requisitions"])
+        self.service_requests = dict(saved["service_requests"])
+        self.dispatcher.restore_pending(list(saved["webhooks"]))
 
     # -- settings --------------------------------------------------------------------
 
@@ -496,7 +612,7 @@ class SandboxState:
                     f"{self.config.unapproved_member_cap} members.",
                 )
             code = secrets.token_urlsafe(32)
-            self.codes[code] = Code(
+            self.codes[token_key(code)] = Code(
                 client_id=app.client_id,
                 user_id=user_id,
                 redirect_uri=redirect_uri,
@@ -541,10 +657,11 @@ class SandboxState:
         now = self.clock.now()
         members = self.families.setdefault(family, [])
         access = "sbx_at_" + secrets.token_urlsafe(32)
-        self.tokens[access] = Token(
+        token = Token(
             "access", client_id, user_id, scopes, now + self.config.access_token_ttl, family
         )
-        members.append(self.tokens[access])
+        self.tokens[token_key(access)] = token
+        members.append(token)
         body = {
             "access_token": access,
             "expires_in": self.config.access_token_ttl,
@@ -554,10 +671,11 @@ class SandboxState:
         if "offline" in scopes:
             refresh = "sbx_rt_" + secrets.token_urlsafe(32)
             ttl = self.config.refresh_token_ttl
-            self.tokens[refresh] = Token(
+            token = Token(
                 "refresh", client_id, user_id, scopes, None if ttl is None else now + ttl, family
             )
-            members.append(self.tokens[refresh])
+            self.tokens[token_key(refresh)] = token
+            members.append(token)
             body["refresh_token"] = refresh
         return body
 
@@ -570,7 +688,7 @@ class SandboxState:
     ) -> dict:
         """authorization_code grant (with the PKCE check when the code has a challenge)."""
         with self.lock:
-            found = self.codes.get(code)
+            found = self.codes.get(token_key(code))
             if found is None or found.client_id != app.client_id:
                 raise SandboxError(400, "invalid_grant", "The authorization code is invalid.")
             if found.used:
@@ -594,7 +712,7 @@ class SandboxState:
     def refresh(self, app: App, refresh_token: str, scope: str | None) -> dict:
         """refresh_token grant: single use, rotating; the old access token dies too."""
         with self.lock:
-            token = self.tokens.get(refresh_token)
+            token = self.tokens.get(token_key(refresh_token))
             if token is None or token.kind != "refresh" or token.client_id != app.client_id:
                 raise SandboxError(400, "invalid_grant", "The refresh token is invalid.")
             if token.used or token.revoked:
@@ -626,7 +744,7 @@ class SandboxState:
     def bearer(self, access_token: str) -> Token:
         """The live access token for a bearer string, or a 401."""
         with self.lock:
-            token = self.tokens.get(access_token)
+            token = self.tokens.get(token_key(access_token))
             if token is None or token.kind != "access":
                 raise SandboxError(401, "invalid_token", "The access token is invalid.")
             if token.revoked:
@@ -821,13 +939,13 @@ class SandboxState:
                 raise SandboxError(401, "invalid_client", "Invalid client credentials")
             token = "sbx_pt_" + secrets.token_urlsafe(32)
             ttl = self.config.partner_token_ttl
-            self.partner_tokens[token] = (partner.client_id, self.clock.now() + ttl)
+            self.partner_tokens[token_key(token)] = (partner.client_id, self.clock.now() + ttl)
             return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
 
     def partner_bearer(self, token: str) -> Partner:
         """The partner behind a partner token, or a 401."""
         with self.lock:
-            found = self.partner_tokens.get(token)
+            found = self.partner_tokens.get(token_key(token))
             if found is None or found[1] <= self.clock.now() or found[0] not in self.partners:
                 raise SandboxError(401, "invalid_token", "Invalid or expired partner token")
             return self.partners[found[0]]

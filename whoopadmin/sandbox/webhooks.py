@@ -193,6 +193,49 @@ class Dispatcher:
             else:
                 delivery.status = "failed"
 
+    def pending(self) -> list[dict]:
+        """Deliveries still to be sent (retries included), to save across a restart.
+
+        ``due_at`` is wall-clock time (whole seconds); the secret is the app's own client
+        secret (or the partner's signing secret), which the saved state holds anyway.
+        """
+        with self._cond:
+            offset = time.time() - time.monotonic()
+            return [
+                {
+                    "id": d.id,
+                    "url": d.url,
+                    "kind": d.kind,
+                    "secret": d.secret,
+                    "event": d.event,
+                    "attempts": list(d.attempts),
+                    "duplicate": d.duplicate,
+                    "due_at": round(due + offset),
+                }
+                for due, _seq, d in sorted(self._heap)
+            ]
+
+    def restore_pending(self, saved: list[dict]) -> None:
+        """Queue deliveries that :meth:`pending` saved, each at its time (or now if past)."""
+        offset = time.time() - time.monotonic()
+        with self._cond:
+            for item in saved:
+                event = item["event"]
+                body = json.dumps(event, separators=(",", ":")).encode()
+                delivery = Delivery(
+                    str(item["id"]),
+                    str(item["url"]),
+                    str(item["kind"]),
+                    str(item["secret"]),
+                    body,
+                    event,
+                    attempts=list(item["attempts"]),
+                    duplicate=bool(item["duplicate"]),
+                )
+                self.deliveries.append(delivery)
+                delay = max(0.0, float(item["due_at"]) - offset - time.monotonic())
+                self._push(delay, delivery)
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Block until nothing is queued for the next ``timeout`` seconds; True if idle."""
         deadline = time.monotonic() + timeout
