@@ -92,14 +92,15 @@ def test_caa_that_allows_only_another_ca_is_not_verified(runner, dns):
     assert "[caa_forbids] error:" in text.output
 
 
-def test_caa_is_checked_for_the_configured_ca_or_the_one_named(runner, app, dns):
+def test_caa_is_checked_for_the_configured_ca_or_the_one_named(runner, dns, monkeypatch):
     _caa_zone(dns, '@ CAA 0 issue "other-ca.example"\n')
     assert _check(runner, dns, "--ca", "Other-CA.example.").exit_code == 0
     assert _check(runner, dns, "--ca", "letsencrypt.org").exit_code == 1
     skipped = _check(runner, dns, "--no-caa", "--json")
     assert skipped.exit_code == 0
     assert json.loads(skipped.output)["caa_checked_for"] is None
-    app.config["ACME_CA"] = "other-ca.example"  # WHOOPADMIN_ACME_CA
+    # The command reads the settings without building the app: from the environment.
+    monkeypatch.setenv("WHOOPADMIN_ACME_CA", "other-ca.example")
     assert _check(runner, dns).exit_code == 0
     _caa_zone(dns, '@ CAA 0 issue "letsencrypt.org"\n')
     assert _check(runner, dns).exit_code == 1
@@ -128,8 +129,8 @@ def test_a_bad_ca_name_is_a_usage_error(runner, dns, ca):
     assert "--ca" in result.output and "Traceback" not in result.output
 
 
-def test_a_bad_configured_ca_names_its_setting(runner, app, dns):
-    app.config["ACME_CA"] = "not a ca"
+def test_a_bad_configured_ca_names_its_setting(runner, dns, monkeypatch):
+    monkeypatch.setenv("WHOOPADMIN_ACME_CA", "not a ca")
     result = _check(runner, dns)
     assert result.exit_code == 2 and "WHOOPADMIN_ACME_CA" in result.output
     assert _check(runner, dns, "--no-caa").exit_code == 1  # records missing: checked anyway
