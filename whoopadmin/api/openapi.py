@@ -27,7 +27,10 @@ _USER = {
         "reference_id": {"type": "string"},
         "connection": {"type": "string"},
         "whoop_user_id": {"type": "integer", "format": "int64"},
-        "status": {"type": "string", "enum": ["active", "reauth_required", "revoked", "error", "erasing"]},
+        "status": {
+            "type": "string",
+            "enum": ["active", "reauth_required", "revoked", "error", "erasing"],
+        },
         "status_reason": {"type": "string", "nullable": True},
         "scopes": {"type": "array", "items": {"type": "string"}},
         "connected_at": {"type": "string", "format": "date-time", "nullable": True},

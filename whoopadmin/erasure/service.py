@@ -295,8 +295,10 @@ def _access_token(link: Link) -> str | None:
     from whoopadmin.sync.tokens import requested_scope
 
     token = link.access_token
-    if token and link.access_expires_at and link.access_expires_at > utcnow() + timedelta(
-        seconds=60
+    if (
+        token
+        and link.access_expires_at
+        and link.access_expires_at > utcnow() + timedelta(seconds=60)
     ):
         return token
     if not link.refresh_token:
@@ -409,7 +411,8 @@ def _delete_everything(link: Link, erasure: Erasure) -> dict[str, int]:
     counts["connect_sessions"] = 0
     for chunk in _chunks(session_ids):
         counts["oauth_states"] += run(delete(OAuthState).where(OAuthState.session_id.in_(chunk)))
-        counts["connect_sessions"] += run(delete(ConnectSession).where(ConnectSession.id.in_(chunk)))
+        gone = run(delete(ConnectSession).where(ConnectSession.id.in_(chunk)))
+        counts["connect_sessions"] += gone
     # Any other table that points at links (added by later features) loses its rows too.
     counts.update(_other_rows(link_id))
     _redact_audit(link, needles)

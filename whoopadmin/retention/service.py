@@ -264,4 +264,3 @@ def stored_counts(connection: Connection) -> dict[str, int]:
             select(func.count(Delivery.id)).where(Delivery.connection_id == connection.id)
         ),
     }
-

@@ -11,7 +11,6 @@ uses the documented defaults.
 import sqlalchemy as sa
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "c3e8a1f0d917"
 down_revision = "4f079f4ec490"
@@ -39,7 +38,9 @@ def upgrade():
         sa.Column("counts", sa.JSON(), nullable=False),
         sa.Column("whoop_revoke", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
-            ["connection_id"], ["connections.id"], name=op.f("fk_erasures_connection_id_connections")
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_erasures_connection_id_connections"),
         ),
         sa.ForeignKeyConstraint(["link_id"], ["links.id"], name=op.f("fk_erasures_link_id_links")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_erasures")),
