@@ -418,6 +418,12 @@ def _delete_everything(link: Link, erasure: Erasure) -> dict[str, int]:
     _redact_audit(link, needles)
     erasure.link_id = None
     s.flush()
+    # Earlier (cancelled) requests for the link keep only their hash, like this receipt.
+    run(
+        update(Erasure)
+        .where(Erasure.link_id == link_id)
+        .values(link_id=None, previous_status=None, previous_reason=None)
+    )
     counts["links"] = run(delete(Link).where(Link.id == link_id))
     return {kind: counts.get(kind, 0) for kind in COUNTED} | {
         k: v for k, v in counts.items() if k not in COUNTED
