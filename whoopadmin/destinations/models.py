@@ -25,6 +25,8 @@ LIFECYCLE_EVENTS = (
     # Sent to a connection's other destinations when one is disabled after days of failures.
     "destination.disabled",
     "connection_warning",
+    # A user's data was erased (whoopadmin.erasure): the deletion receipt.
+    "user.erased",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS
