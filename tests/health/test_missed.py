@@ -18,7 +18,9 @@ def test_only_unannounced_changes_after_the_link_connected_count(live, sandbox):
     link_id = live.connect(member)
     run_jobs(live.app, ("backfill",))
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id, full=True)  # months of old records, none announced: none count
+        sync_jobs.reconcile_link(
+            link_id, full=True
+        )  # months of old records, none announced: none count
     assert missed(live.app) == {}
 
     announced = add_workout(sandbox, member, hours_ago=6)
