@@ -340,3 +340,36 @@ def test_the_link_page_exports_for_support_staff_and_operators(
         f"/links/{uid}/export", data={"csrf_token": token, "format": "csv"}, follow_redirects=True
     )
     assert b"Not exported. This user&#39;s erasure is scheduled" in refused.data
+
+
+def test_csv_cells_are_not_formulas_and_empty_types_have_headers(app):
+    with app.app_context():
+        make_connection()
+        link = make_link(whoop_user_id=701, reference_id="export-formula")
+        db.session.add(
+            WhoopRecord(
+                link_id=link.id,
+                type="workout",
+                whoop_id="w-1",
+                raw={
+                    "id": "w-1",
+                    "start": "2026-03-01T10:00:00Z",
+                    "end": "2026-03-01T11:00:00Z",
+                    "sport_name": '=HYPERLINK("https://evil.test")',
+                    "score_state": "PENDING_SCORE",
+                },
+            )
+        )
+        db.session.add(
+            WhoopRecord(link_id=link.id, type="workout", whoop_id="w-2", deleted=True, raw={})
+        )
+        db.session.commit()
+        data = b"".join(service.export(service.Subject.of(link), "csv"))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    workouts = list(csv.DictReader(io.StringIO(archive.read("workout.csv").decode())))
+    assert len(workouts) == 1  # the deleted one is left out
+    assert workouts[0]["workout_sport"] == '\'=HYPERLINK("https://evil.test")'
+    assert workouts[0]["workout_duration"] == "60.0" and workouts[0]["workout_strain"] == ""
+    for export_type in ("sleep", "recovery", "cycle", "body"):
+        lines = archive.read(f"{export_type}.csv").decode().splitlines()
+        assert lines == [",".join(service.IDENTITY_COLUMNS + service.COLUMNS[export_type])]
