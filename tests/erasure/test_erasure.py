@@ -229,7 +229,10 @@ def test_bad_input_and_scope(configured_app, api):
         "erase=true&grace_days=-1",
         "erase=true&grace_days=abc",
         "erase=true&grace_days=400",
-        "grace_days=3",
+        "erase=true&grace_days=91",
+        "erase=true&grace_days=+5",
+        "erase=1",
+        "erase=TRUE",
     ):
         response = api.delete(f"/users/{uid}?{query}")
         assert response.status_code == 400, (query, response.json)

@@ -260,8 +260,6 @@ def delete_user(user_id: str):
         return error(400, "invalid_request", "erase must be true or false.", "erase")
     if erase:
         return erase_user(user_id)
-    if "grace_days" in request.args:
-        return error(400, "invalid_request", "grace_days needs erase=true.", "grace_days")
     link = visible_link(user_id)
     if link is None:
         return not_found()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from whoopadmin.api.access import api_key_required, current_key, error, in_scope, visible_link
+from whoopadmin.api.rules import GRACE_DAYS, matches
 from whoopadmin.api.views import _bad_user_id, bp
 from whoopadmin.erasure import service
 from whoopadmin.erasure.models import Erasure
@@ -51,15 +52,13 @@ def _gone_or_missing(user_id: str):
 
 
 def _flag(name: str) -> bool | None:
-    """A boolean query flag: true/false/1/0 (None when absent); ValueError otherwise."""
+    """A boolean query flag, exactly ``true`` or ``false`` as the document says (None when
+    absent); ValueError otherwise."""
     value = request.args.get(name)
     if value is None:
         return None
-    lowered = value.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
+    if value in ("true", "false"):
+        return value == "true"
     raise ValueError(name)
 
 
@@ -67,7 +66,7 @@ def erase_user(user_id: str):
     """``DELETE /users/{user_id}?erase=true`` (called by ``delete_user``; 'write' checked)."""
     grace = request.args.get("grace_days")
     if grace is not None:
-        if not (grace.isdigit() and int(grace) <= MAX_GRACE_DAYS):
+        if not (matches(GRACE_DAYS, grace) and int(grace) <= MAX_GRACE_DAYS):
             return error(
                 400,
                 "invalid_request",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from whoopadmin.api.rules import GRACE_DAYS
 from whoopadmin.retention.models import MAX_GRACE_DAYS
 
 ERASURE = {
@@ -68,8 +69,9 @@ def extend(doc: dict[str, Any], errors, json_response, user_id_param, permission
             "in": "query",
             "required": False,
             "description": f"With erase=true: days before the erasure takes effect (0 to "
-            f"{MAX_GRACE_DAYS}; 0 = at once). Default: the connection's grace period.",
-            "schema": {"type": "string", "pattern": "^[0-9]{1,2}$"},
+            f"{MAX_GRACE_DAYS}; 0 = at once; ignored without erase). Default: the "
+            "connection's grace period.",
+            "schema": {"type": "string", "pattern": GRACE_DAYS},
         },
     ]
     delete["responses"] = {
