@@ -266,6 +266,9 @@ def test_bad_exports_are_refused_clearly(configured_app, api):
             sa.select(AuditEvent).where(AuditEvent.action == "link.export")
         ).all()
         assert len(logged) == 2  # the two that were served
+        # The erasure redacted who they were about: the audit log names no erased user.
+        assert [row.details["user_id"] for row in logged] == ["[erased]", "[erased]"]
+        assert [row.details["format"] for row in logged] == ["csv", "ndjson"]
 
 
 def test_the_link_page_exports_for_support_staff_and_operators(
