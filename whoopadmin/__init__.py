@@ -156,3 +156,9 @@ def _register_blueprints(app: Flask) -> None:
     from whoopadmin.erasure.views import bp as erasure_bp
 
     app.register_blueprint(erasure_bp)
+    from whoopadmin.exports.views import bp as exports_bp
+
+    app.register_blueprint(exports_bp)
+    from whoopadmin.retention.views import bp as retention_bp
+
+    app.register_blueprint(retention_bp)

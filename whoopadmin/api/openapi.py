@@ -328,4 +328,7 @@ def document() -> dict[str, Any]:
     from whoopadmin.erasure.openapi import extend as erasure_operations
 
     erasure_operations(doc, _error_responses, _json, _USER_ID, _permission)
+    from whoopadmin.exports.openapi import extend as export_operations
+
+    export_operations(doc, _error_responses, _USER_ID, _permission)
     return doc

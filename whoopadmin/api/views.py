@@ -419,3 +419,4 @@ def revoke_key(key_id: int):
 
 # Issue 17: the erasure and export operations add their routes to this blueprint.
 from whoopadmin.erasure import api as _erasure_api  # noqa: E402, F401
+from whoopadmin.exports import api as _exports_api  # noqa: E402, F401
