@@ -20,9 +20,18 @@ _ERROR = {
 
 _USER = {
     "type": "object",
-    "required": ["user_id", "reference_id", "connection", "whoop_user_id", "status", "scopes"],
+    "required": [
+        "provider",
+        "user_id",
+        "reference_id",
+        "connection",
+        "whoop_user_id",
+        "status",
+        "scopes",
+    ],
     "additionalProperties": False,
     "properties": {
+        "provider": {"$ref": "#/components/schemas/Provider"},
         "user_id": {"type": "string", "pattern": rules.USER_ID},
         "reference_id": {"type": "string"},
         "connection": {"type": "string"},
@@ -99,7 +108,16 @@ def _permission(name: str) -> str:
 
 
 def document() -> dict[str, Any]:
-    """Return the OpenAPI document."""
+    """Return the OpenAPI document (with the data API's part, ``data/openapi.py``)."""
+    from whoopadmin.data import openapi as data_api
+
+    doc = _document()
+    doc["components"]["schemas"].update(data_api.SCHEMAS)
+    doc["paths"].update(data_api.paths(_USER_ID, _error_responses, _json, _permission))
+    return doc
+
+
+def _document() -> dict[str, Any]:
     low, high = rules.EXPIRES_IN
     return {
         "openapi": "3.0.3",
@@ -178,6 +196,14 @@ def document() -> dict[str, Any]:
                             "minimum": low,
                             "maximum": high,
                             "description": "Seconds until the link expires (default 900).",
+                        },
+                        "backfill_days": {
+                            "type": "integer",
+                            "nullable": True,
+                            "minimum": rules.BACKFILL_DAYS[0],
+                            "maximum": rules.BACKFILL_DAYS[1],
+                            "description": "Days of history fetched after the member's "
+                            "consent. Default (null): the connection's setting.",
                         },
                     },
                 },

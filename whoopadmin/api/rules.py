@@ -41,6 +41,8 @@ REFERENCE_ID_MAX = 255
 REDIRECT_URL_MAX = 2048
 DATE_TIME_MAX = 40
 EXPIRES_IN = (60, 7 * 24 * 3600)
+# Days of history a connect session's backfill may fetch (as a connection's setting).
+BACKFILL_DAYS = (1, 365)
 # The instants a backfill window may touch; beyond them datetime arithmetic overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
@@ -59,6 +61,11 @@ def text_matches(pattern: str, value: str) -> bool:
 def is_id(value) -> bool:
     """A JSON integer (not a boolean) that can be a row id."""
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+def is_whole(value) -> bool:
+    """A JSON integer (not a boolean)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_reference_id(value) -> bool:

@@ -25,6 +25,9 @@ LIFECYCLE_EVENTS = (
     # Sent to a connection's other destinations when one is disabled after days of failures.
     "destination.disabled",
     "connection_warning",
+    # A backfill finished (counts per type), or gave up (the reason): data/backfills.py.
+    "historical.completed",
+    "historical.failed",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS

@@ -239,20 +239,31 @@ def active_link(link_id: int) -> Link:
 
 
 def sync_window(
-    link_id: int, start: datetime, end: datetime | None = None, reason: str = "backfill"
+    link_id: int,
+    start: datetime,
+    end: datetime | None = None,
+    reason: str = "backfill",
+    tracker=None,
 ) -> dict[str, int]:
-    """Fetch every collection in ``[start, end)`` plus the body measurement; store all."""
+    """Fetch every collection in ``[start, end)`` plus the body measurement; store all.
+
+    ``tracker``: a ``data.backfills.Tracker`` told of each type and page as it is stored.
+    """
     with kept_across_commits():
-        return _sync_window(link_id, start, end, reason)
+        return _sync_window(link_id, start, end, reason, tracker)
 
 
-def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: str) -> dict:
+def _sync_window(
+    link_id: int, start: datetime, end: datetime | None, reason: str, tracker=None
+) -> dict:
     link = active_link(link_id)
     counts: dict[str, int] = {}
     purpose = reason if reason in calls.LOW_PRIORITY else calls.RESYNC
     with client_for(link, purpose) as client:
         try:
             started = utcnow()
+            if tracker:
+                tracker.begin_type("body_measurement")
             body = client.body_measurement()
             counts["body_measurement"] = store(link, "body_measurement", [body])
             _record_run(link, "body_measurement", reason, 1, "ok", started=started)
@@ -267,12 +278,19 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
                         emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                     raise
                 insufficient_scope(link, "body_measurement", reason)
+        if tracker:
+            tracker.end_type("body_measurement", counts.get("body_measurement", 0))
         for type_, collection in COLLECTIONS:
             started = utcnow()
             count = 0
+            if tracker:
+                tracker.begin_type(type_)
             try:
                 for page in client.iter_pages(collection, start, end):
-                    count += store(link, collection, page, reason)
+                    stored = store(link, collection, page, reason)
+                    count += stored
+                    if tracker:
+                        tracker.page(type_, page, stored)
             except WhoopError as exc:
                 _record_run(link, type_, reason, count, "error", exc.code, started)
                 if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
@@ -283,10 +301,14 @@ def _sync_window(link_id: int, start: datetime, end: datetime | None, reason: st
                 if exc.code == "insufficient_scope":
                     # Retrying cannot help; the other collections may still be granted.
                     insufficient_scope(link, type_, reason)
+                    if tracker:
+                        tracker.end_type(type_)
                     continue
                 raise  # transient: the job is retried, and storing is idempotent
             counts[type_] = count
             _record_run(link, type_, reason, count, "ok", started=started)
+            if tracker:
+                tracker.end_type(type_, count)
     return counts
 
 
@@ -335,11 +357,11 @@ def insufficient_scope(link: Link, record_type: str, reason: str) -> None:
         )
 
 
-def backfill_window(link: Link) -> tuple[datetime, datetime]:
-    """The backfill on connect: the connection's configured number of days."""
+def backfill_window(link: Link, days: int | None = None) -> tuple[datetime, datetime]:
+    """The backfill on connect: ``days`` (the connect session's), else the connection's."""
     connection = db.session.get(Connection, link.connection_id)
     end = utcnow()
-    return end - timedelta(days=connection.backfill_days or 30), end
+    return end - timedelta(days=days or connection.backfill_days or 30), end
 
 
 def request_resync(actor, link: Link, start: datetime, end: datetime) -> None:
