@@ -177,7 +177,7 @@ BACKFILL_PROGRESS = _obj(
             "maximum": 1,
             "description": "0-1: data types done, plus how far back the current one got.",
         },
-        "current_type": {"type": "string", "enum": DATA_TYPES, "nullable": True},
+        "current_type": {"type": "string", "enum": [*DATA_TYPES, None], "nullable": True},
         "counts": _obj({t: {"type": "integer", "minimum": 0} for t in DATA_TYPES}),
         "attempts": {"type": "integer", "minimum": 0},
         "error": {
