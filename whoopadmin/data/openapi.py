@@ -246,6 +246,10 @@ def _window_parameter(name: str, fmt: str, description: str) -> dict[str, Any]:
     }
 
 
+# The data API's paths (tests/data/test_data_openapi.py drives each to each status).
+PATHS = ("/users/{user_id}/{data_type}", "/users/{user_id}/daily", "/users/{user_id}/status")
+
+
 def paths(user_id: dict, errors, json, permission) -> dict[str, Any]:
     """The data API's paths (the API document's helpers passed in)."""
 
