@@ -253,8 +253,10 @@ def test_forged_and_foreign_cursors(configured_app, backfilled, api):
 
 
 def test_unknown_type_and_unknown_or_foreign_users(configured_app, backfilled, api):
-    response = api.get(f"/users/{backfilled}/steps")
-    assert response.status_code == 404 and response.json["field"] == "data_type"
+    response = api.get(f"/users/{backfilled}/steps")  # no such route
+    assert response.status_code == 404 and response.json["error"] == "page_not_found"
+    # GET is not a method of the backfill (POST only), whatever the data types' route.
+    assert api.get(f"/users/{backfilled}/backfill", validate=False).status_code == 405
     assert api.get("/users/" + "0" * 32 + "/sleep").status_code == 404
     assert api.get("/users/nope/sleep").status_code == 404
     assert api.get("/users/a%0Ab/sleep").status_code == 400
@@ -284,7 +286,7 @@ def test_permissions(configured_app, backfilled):
         f"/users/{backfilled}/sleep",
         f"/users/{backfilled}/daily",
         f"/users/{backfilled}/status",
-        "/users/nope/steps",
+        "/users/nope/sleep",
     ):
         response = no_read.get(path)
         assert response.status_code == 403 and response.json["error"] == "forbidden", path

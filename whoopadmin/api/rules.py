@@ -27,9 +27,10 @@ def printable_any(low: int = 0, high: int | None = None) -> str:
     return f"^[^{forbidden_class()}]{count}$"
 
 
-def visible_only() -> str:
-    """Printable characters and no space: a URL as sent, or nothing."""
-    return f"^[^{forbidden_class()}\\x20]*$"
+def visible_only(high: int | None = None) -> str:
+    """Printable characters and no space: a URL as sent, or nothing (at most ``high``)."""
+    count = "*" if high is None else f"{{0,{high}}}"
+    return f"^[^{forbidden_class()}\\x20]{count}$"
 
 
 USER_ID = r"^[0-9a-f]{32}$"

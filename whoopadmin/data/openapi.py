@@ -231,8 +231,8 @@ DATA_400 = (
 )
 DATA_404 = (
     "No such user, or one on a connection the key may not act on: the two answer alike "
-    "(not_found). The records operation: also an unknown data_type (not_found, field "
-    "data_type)."
+    "(not_found). The records operation: also a data_type that is none of the five (no "
+    "such route: page_not_found)."
 )
 
 

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 
 from flask import Blueprint, jsonify, request
+from werkzeug.routing import BaseConverter
 
 from whoopadmin.api import rules
 from whoopadmin.api.access import api_key_required, error, not_found, visible_link
@@ -19,6 +20,18 @@ from whoopadmin.extensions import csrf
 
 bp = Blueprint("data", __name__)
 csrf.exempt(bp)  # API calls carry a bearer key, not a browser session
+
+
+class DataTypeConverter(BaseConverter):
+    """A path segment that is one of the data types (``<datatype:data_type>``).
+
+    Any other segment is no route at all (404): ``/users/<id>/backfill`` stays POST only.
+    """
+
+    regex = "(?:" + "|".join(service.TYPES) + ")"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("datatype", DataTypeConverter))
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 LIMIT = r"^[0-9]{1,3}$"
@@ -105,14 +118,11 @@ def _limit() -> int:
     return int(value)
 
 
-@bp.get("/users/<user_id>/<data_type>")
+@bp.get("/users/<user_id>/<datatype:data_type>")
 @api_key_required("read")
 def records(user_id: str, data_type: str):
     """A page of one user's stored records of one data type."""
     try:
-        if data_type not in service.TYPES:
-            known = ", ".join(service.TYPES)
-            return error(404, "not_found", f"No such data type (one of {known}).", "data_type")
         _check_user_id(user_id)
         start, end = _date_time("start"), _date_time("end")
         fmt, limit = _format(), _limit()
