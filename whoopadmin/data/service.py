@@ -367,8 +367,9 @@ def daily(link: Link, first: date, last: date) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- status
 
 
-def _newest_runs(link: Link, outcome: str):
-    """The id of the newest run of each type with this outcome (one index read per type)."""
+def _newest_runs(link: Link):
+    """The id of the newest good and the newest failed run of each type: one query, one
+    short index read (``ix_sync_runs_link_type_at``) per type and outcome."""
     return union_all(
         *(
             select(
@@ -380,6 +381,7 @@ def _newest_runs(link: Link, outcome: str):
                 .c.id
             )
             for kind in TYPES.values()
+            for outcome in ("ok", "error")
         )
     )
 
@@ -395,18 +397,9 @@ def status(link: Link) -> dict[str, Any]:
             .group_by(WhoopRecord.type)
         ).all()
     }
-    ok = {
-        run.type: run
-        for run in db.session.scalars(
-            select(SyncRun).where(SyncRun.id.in_(_newest_runs(link, "ok")))
-        )
-    }
-    failed = {
-        run.type: run
-        for run in db.session.scalars(
-            select(SyncRun).where(SyncRun.id.in_(_newest_runs(link, "error")))
-        )
-    }
+    ok, failed = {}, {}
+    for run in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(_newest_runs(link)))):
+        (ok if run.outcome == "ok" else failed)[run.type] = run
     types = []
     for data_type, kind in TYPES.items():
         count, newest = stored.get(kind, (0, None))
