@@ -9,9 +9,11 @@ import time
 from datetime import timedelta
 
 import sqlalchemy as sa
+from openapi_schema_validator import OAS30Validator
 
 from tests.conftest import run_jobs
 from tests.data.conftest import subscribe, uid_of
+from whoopadmin.api.openapi import document
 from whoopadmin.connect.models import Link
 from whoopadmin.data.models import Backfill
 from whoopadmin.destinations.models import Delivery
@@ -19,6 +21,12 @@ from whoopadmin.extensions import db
 from whoopadmin.jobs import get_queue
 from whoopadmin.sync import jobs
 from whoopadmin.sync.models import WhoopRecord
+
+
+def _valid_event_data(event: dict) -> None:
+    """The event's data is what the document's HistoricalEventData says."""
+    schema = document()["components"]["schemas"]["HistoricalEventData"]
+    OAS30Validator(schema).validate(event["data"])
 
 
 def _deliveries(app, event_type):
@@ -104,6 +112,7 @@ def test_status_before_during_and_after_a_backfill(
     assert "Backfill running" not in support_client.get(f"/links/{uid}").get_data(as_text=True)
 
     (event,) = _deliveries(configured_app, "historical.completed")
+    _valid_event_data(event)
     assert event["provider"] == "whoop" and event["user"]["user_id"] == uid
     assert event["data"]["counts"] == stored
     assert event["data"]["window"] == window and event["data"]["trigger"] == "connect"
@@ -135,6 +144,7 @@ def test_a_backfill_that_gives_up(configured_app, linked, api, sandbox):
     body = next(t for t in status["types"] if t["type"] == "body")
     assert body["last_error"]["error"] == "server_error"
     (event,) = _deliveries(configured_app, "historical.failed")
+    _valid_event_data(event)
     assert event["data"]["reason"] == "server_error" and event["user"]["user_id"] == uid
     assert _deliveries(configured_app, "historical.completed") == []
     # The next (requested) backfill runs and completes: a new row, completed.

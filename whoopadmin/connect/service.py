@@ -601,9 +601,7 @@ def _queue_backfill(link: Link, days: int | None = None) -> None:
             "backfill",
             "whoopadmin.sync.jobs.backfill_link",
             link.id,
-            None,
-            None,
-            days,
+            *((None, None, days) if days else ()),
             job_id=f"backfill-{link.id}",
             retry=RETRY,
         )

@@ -211,6 +211,23 @@ STATUS = _obj(
     }
 )
 
+HISTORICAL_EVENT = _obj(
+    {
+        "provider": PROVIDER,
+        "backfill_id": {"type": "integer"},
+        "trigger": {"type": "string", "enum": list(BACKFILL_TRIGGERS)},
+        "window": _obj({"start": _STAMP, "end": _STAMP}),
+        "counts": _obj({t: {"type": "integer", "minimum": 0} for t in DATA_TYPES}),
+        "started_at": _STAMP_OR_NULL,
+        "finished_at": _STAMP,
+        "reason": {"type": "string", "description": "historical.failed only: a code."},
+        "message": {"type": "string", "description": "historical.failed only."},
+    },
+    required=["provider", "backfill_id", "trigger", "window", "counts", "started_at"],
+    description="Not an answer of this API: the data of the historical.completed and "
+    "historical.failed events delivered to destinations (reason and message: failed only).",
+)
+
 SCHEMAS = {
     "Provider": PROVIDER,
     "Indicator": INDICATOR,
@@ -221,6 +238,7 @@ SCHEMAS = {
     "TypeStatus": TYPE_STATUS,
     "BackfillProgress": BACKFILL_PROGRESS,
     "Status": STATUS,
+    "HistoricalEventData": HISTORICAL_EVENT,
 }
 
 # What 400 and 404 mean on these operations (beside the API's general meanings).
