@@ -153,3 +153,6 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     app.register_blueprint(demokit_bp)
+    from whoopadmin.erasure.views import bp as erasure_bp
+
+    app.register_blueprint(erasure_bp)

@@ -45,6 +45,12 @@ DEFAULTS: dict[str, object] = {
     # When set, /metrics answers only "Authorization: Bearer <token>", from any address.
     "METRICS_TOKEN": None,
     "WHOOP_TIMEOUT": 10.0,
+    # The cron refreshes a link's tokens only when its refresh token has been unused this
+    # long (fetches refresh on demand): WHOOP's refresh-token lifetime is unconfirmed.
+    "WHOOP_REFRESH_KEEPALIVE_HOURS": 24.0,
+    # While no webhook went missing in the last week, the daily reconciliation reads only
+    # cycles (no webhooks exist for them), and all collections every this many days.
+    "RECONCILE_FULL_EVERY_DAYS": 3,
     # How long each web process keeps a connection's webhook secrets in memory: a new
     # client secret is used by every process at most this long after it is saved.
     "WEBHOOK_CONNECTION_CACHE_SECONDS": 5.0,
@@ -128,8 +134,9 @@ DEFAULTS: dict[str, object] = {
     "HEALTH_BUDGET_RESERVE": 0.2,
     # Share of the member cap that warns.
     "HEALTH_MEMBER_CAP_WARN": 0.8,
-    # While a connection is silent, its links are reconciled this often (within budget).
-    "HEALTH_SILENT_RECONCILE_SECONDS": 3600,
+    # While a connection is silent, its links are reconciled this often (within budget):
+    # each round costs a member about 4 WHOOP calls (bench/budget.py).
+    "HEALTH_SILENT_RECONCILE_SECONDS": 6 * 3600,
     # While silent, the likely causes (URL, certificate, secret) are re-checked this often.
     "HEALTH_CAUSE_CHECK_SECONDS": 3600,
     # CA bundle for the certificate check (empty: the system's trust store).
@@ -156,6 +163,12 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_KEY_PREFIX": "whoopadmin",
     # A rate-limit store that is down must not lock every operator out.
     "RATELIMIT_SWALLOW_ERRORS": True,
+}
+
+# Sync settings: name -> (lowest, highest) allowed (checked at start-up).
+SYNC_RANGES = {
+    "WHOOP_REFRESH_KEEPALIVE_HOURS": (0, 24 * 30),
+    "RECONCILE_FULL_EVERY_DAYS": (1, 7),
 }
 
 # Connection health settings: name -> (lowest, highest) allowed (checked at start-up).
@@ -303,7 +316,7 @@ def finalise(app: Flask) -> None:
             raise ConfigError(f"WHOOPADMIN_{name} must be a number of seconds (0 to 3600).")
         app.config[name] = value
     _check_sign_in(app)
-    for name, (low, high) in {**DESTINATION_LIMITS, **HEALTH_RANGES}.items():
+    for name, (low, high) in {**DESTINATION_LIMITS, **HEALTH_RANGES, **SYNC_RANGES}.items():
         try:
             value = float(app.config[name])
         except (TypeError, ValueError):

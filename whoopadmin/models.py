@@ -6,9 +6,11 @@ from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
 from whoopadmin.data.models import Backfill
 from whoopadmin.destinations.models import Delivery, DeliveryRecovery, Destination
+from whoopadmin.erasure.models import Erasure
 from whoopadmin.health.models import ConnectionSignal, MissedWebhookCount, WebhookActivity
 from whoopadmin.mfa.models import RecoveryCode, TotpDevice
 from whoopadmin.passwords.models import PasswordLink
+from whoopadmin.retention.models import DataPolicy
 from whoopadmin.sessions.models import StaffSession
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
@@ -21,9 +23,11 @@ __all__ = [
     "Connection",
     "ConnectionSignal",
     "ConnectSession",
+    "DataPolicy",
     "Delivery",
     "DeliveryRecovery",
     "Destination",
+    "Erasure",
     "Indicator",
     "Link",
     "LinkEvent",

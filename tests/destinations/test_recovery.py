@@ -453,11 +453,11 @@ def test_recovery_pages_refuse_support_staff_and_forms_without_csrf(
 
 
 def _worker_env(app) -> dict:
-    from tests.reliability.test_worker_killed import _worker_env as base
+    from tests.helpers import cli_env
 
     config = app.config
     return {
-        **base(app),
+        **cli_env(app),
         "WHOOPADMIN_ALLOW_PRIVATE_DESTINATIONS": "true",
         "WHOOPADMIN_DESTINATION_TIMEOUT": str(config["DESTINATION_TIMEOUT"]),
         "WHOOPADMIN_DESTINATION_RECOVERY_RATE": str(config["DESTINATION_RECOVERY_RATE"]),

@@ -33,7 +33,11 @@ def post(client, path, data=None, page=None):
 
 
 def rotate(client, dest_id) -> str:
-    response = post(client, f"/destinations/{dest_id}/rotate", page=f"/destinations/{dest_id}")
+    """Rotate through the confirmation page: the first post only asks, the second rotates."""
+    path, page = f"/destinations/{dest_id}/rotate", f"/destinations/{dest_id}"
+    asked = post(client, path, page=page)
+    assert asked.status_code == 200 and 'data-testid="new-secret"' not in asked.get_data(True)
+    response = post(client, path, {"confirm": "yes"}, page=page)
     assert response.status_code == 200
     return shown_secret(response)
 

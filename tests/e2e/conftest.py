@@ -173,6 +173,22 @@ def e2e_database_url(tmp_path_factory):
         drop()
 
 
+def _closed_when_done(body):
+    """Yield a response body and close it as soon as it is sent (or abandoned).
+
+    Werkzeug's development server closes a body only after draining the request socket,
+    and skips that when a browser has already reset the connection (a navigation away):
+    a static file then stays open until the garbage collector finds it, mid-way through
+    whatever test runs next. Closing here, when the body is exhausted, keeps files closed.
+    """
+    try:
+        yield from body
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory, e2e_database_url, redis_url, encryption_key):
     """The web app, the WHOOP sandbox and the demo.localhost DNS server, on 127.0.0.1."""
@@ -186,7 +202,7 @@ def live(tmp_path_factory, e2e_database_url, redis_url, encryption_key):
     server = make_server(
         "127.0.0.1",
         0,
-        lambda environ, start_response: wsgi["app"](environ, start_response),
+        lambda environ, start_response: _closed_when_done(wsgi["app"](environ, start_response)),
         threaded=True,
         request_handler=_QuietHandler,
     )

@@ -18,7 +18,9 @@ def test_only_unannounced_changes_after_the_link_connected_count(live, sandbox):
     link_id = live.connect(member)
     run_jobs(live.app, ("backfill",))
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)  # months of old records, none announced: none count
+        sync_jobs.reconcile_link(
+            link_id, full=True
+        )  # months of old records, none announced: none count
     assert missed(live.app) == {}
 
     announced = add_workout(sandbox, member, hours_ago=6)
@@ -28,7 +30,7 @@ def test_only_unannounced_changes_after_the_link_connected_count(live, sandbox):
     # A change younger than the grace period may still have its webhook on the way.
     live.app.config["HEALTH_MISSED_GRACE_SECONDS"] = 900
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)
+        sync_jobs.reconcile_link(link_id, full=True)
     assert missed(live.app) == {}
     # Judged at once: a new version found only by reconciliation counts. The announced
     # workout's new version changed within the clock allowance (5 min) of its webhook:
@@ -37,14 +39,14 @@ def test_only_unannounced_changes_after_the_link_connected_count(live, sandbox):
     changes.update_workout(sandbox.state, member.user_id, quiet["id"], {})
     changes.update_workout(sandbox.state, member.user_id, announced["id"], {})
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)
-        sync_jobs.reconcile_link(link_id)  # nothing new: nothing more
+        sync_jobs.reconcile_link(link_id, full=True)
+        sync_jobs.reconcile_link(link_id, full=True)  # nothing new: nothing more
     assert missed(live.app) == {"workout": 1}
     # Without the allowance, its next version is a miss too.
     live.app.config["HEALTH_ANNOUNCE_SKEW_SECONDS"] = 0
     changes.update_workout(sandbox.state, member.user_id, announced["id"], {})
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)
+        sync_jobs.reconcile_link(link_id, full=True)
     assert missed(live.app) == {"workout": 2}
     with live.app.app_context():
         activity = db.session.get(WebhookActivity, live.connection_id())
@@ -74,5 +76,5 @@ def test_a_webhook_stored_but_not_yet_processed_announced_its_record(live, sandb
     add_workout(sandbox, member, hours_ago=2)
     requests.get(f"{sandbox.url}/_sandbox/webhooks?wait=1", timeout=30).close()  # stored
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)  # before any webhook job ran
+        sync_jobs.reconcile_link(link_id, full=True)  # before any webhook job ran
     assert missed(live.app) == {}

@@ -85,7 +85,7 @@ def test_silent_webhooks_are_flagged_delivered_once_and_clear_themselves(
     changes.update_sleep(sandbox.state, member.user_id, sleep["id"], {"score_state": "SCORED"})
     live.delivered()
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)
+        sync_jobs.reconcile_link(link_id, full=True)
     assert missed(live.app) == {"workout": 1, "sleep": 1, "recovery": 1}
 
     assert evaluate(live.app)["silent"] == 1
@@ -155,7 +155,7 @@ def test_no_webhook_for_many_expected_gaps_flags_silence(live, warnings_to, sand
     switch_webhooks(sandbox, member, False)
     add_workout(sandbox, member, hours_ago=3)
     with live.app.app_context():
-        sync_jobs.reconcile_link(link_id)
+        sync_jobs.reconcile_link(link_id, full=True)
     assert missed(live.app) == {"workout": 1}
     evaluate(live.app, now + timedelta(hours=31))
     assert webhook_state(live.app)[0] == "ok"

@@ -68,13 +68,23 @@ def test_jobs_page_retry_and_delete(configured_app, operator_client, failed_job)
         redis = get_redis(configured_app)
         assert [j.id for j in Queue("sync", connection=redis).jobs] == ["doomed"]
     run_jobs(configured_app, ("sync",))  # fails again
-    deleted = operator_client.post("/jobs/sync/doomed/delete", data={"csrf_token": token})
+    # Delete asks first: the one-click post (or a GET) only shows what will happen.
+    for asked in (
+        operator_client.get("/jobs/sync/doomed/delete"),
+        operator_client.post("/jobs/sync/doomed/delete", data={"csrf_token": token}),
+    ):
+        assert asked.status_code == 200
+        assert "Remove failed job doomed from the sync queue" in asked.get_data(as_text=True)
+    with configured_app.app_context():
+        assert FailedJobRegistry("sync", connection=get_redis(configured_app)).count == 1
+    confirm = {"csrf_token": token, "confirm": "yes"}
+    deleted = operator_client.post("/jobs/sync/doomed/delete", data=confirm)
     assert deleted.headers["Location"] == "/jobs"
     with configured_app.app_context():
         assert FailedJobRegistry("sync", connection=get_redis(configured_app)).count == 0
+    assert operator_client.post("/jobs/sync/doomed/delete", data=confirm).status_code == 404
     assert (
-        operator_client.post("/jobs/sync/doomed/delete", data={"csrf_token": token}).status_code
-        == 404
+        operator_client.post("/jobs/sync/doomed/delete", data={"confirm": "yes"}).status_code == 400
     )
     assert (
         operator_client.post("/jobs/nope/doomed/retry", data={"csrf_token": token}).status_code

@@ -26,6 +26,7 @@ from whoopadmin.audit import utcnow
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.crypto import generate_key
 from whoopadmin.extensions import db
+from whoopadmin.sandbox.state import token_key
 from whoopadmin.sealing import keyring
 from whoopadmin.setup.models import Connection
 from whoopadmin.sync import tokens
@@ -128,7 +129,7 @@ def test_rotation_during_refreshes_loses_no_token(
             for column in ("access_token_sealed", "refresh_token_sealed", "email_sealed"):
                 assert ring.sealed_with(getattr(link, column)) == ring.primary_id
             # The stored refresh token is the one WHOOP (the sandbox) holds as current.
-            current = sandbox.state.tokens[link.refresh_token]
+            current = sandbox.state.tokens[token_key(link.refresh_token)]
             assert not (current.used or current.revoked), f"link {link.id} lost its token"
         dead = db.session.scalars(
             sa.select(LinkEvent.link_id).where(LinkEvent.reason == "invalid_grant")

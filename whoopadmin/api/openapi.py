@@ -36,7 +36,10 @@ _USER = {
         "reference_id": {"type": "string"},
         "connection": {"type": "string"},
         "whoop_user_id": {"type": "integer", "format": "int64"},
-        "status": {"type": "string", "enum": ["active", "reauth_required", "revoked", "error"]},
+        "status": {
+            "type": "string",
+            "enum": ["active", "reauth_required", "revoked", "error", "erasing"],
+        },
         "status_reason": {"type": "string", "nullable": True},
         "scopes": {"type": "array", "items": {"type": "string"}},
         "connected_at": {"type": "string", "format": "date-time", "nullable": True},
@@ -58,7 +61,9 @@ _STATUS_TEXT = {
     "(connection_not_found).",
     409: "The request conflicts with the state of the connection or link "
     "(connection_not_ready, connection_not_live, member_cap_reached: the connection is at "
-    "its member cap and the reference id has no live link; link_inactive).",
+    "its member cap and the reference id has no live link; link_inactive; erasure: "
+    "erasure_pending, not_scheduled, erasure_done).",
+    410: "The user was erased (user_erased): its data is gone for good.",
     415: "The body is not JSON (unsupported_media_type).",
     422: "The request matches this document but breaks a rule it cannot state: a redirect URL "
     "not on the connection's allowed origins or app schemes (redirect_not_allowed), a "
@@ -119,7 +124,7 @@ def document() -> dict[str, Any]:
 
 def _document() -> dict[str, Any]:
     low, high = rules.EXPIRES_IN
-    return {
+    doc = {
         "openapi": "3.0.3",
         "info": {
             "title": "whoopadmin API",
@@ -346,3 +351,8 @@ def _document() -> dict[str, Any]:
             },
         },
     }
+    # Issue 17: erasure and export operations (their packages own their parts).
+    from whoopadmin.erasure.openapi import extend as erasure_operations
+
+    erasure_operations(doc, _error_responses, _json, _USER_ID, _permission)
+    return doc

@@ -44,6 +44,7 @@ DATE_TIME_MAX = 40
 EXPIRES_IN = (60, 7 * 24 * 3600)
 # Days of history a connect session's backfill may fetch (as a connection's setting).
 BACKFILL_DAYS = (1, 365)
+GRACE_DAYS = r"^(?:[0-9]|[1-8][0-9]|90)$"  # 0 to retention.models.MAX_GRACE_DAYS, no sign
 # The instants a backfill window may touch; beyond them datetime arithmetic overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)

@@ -261,9 +261,17 @@ def get_user(user_id: str):
 @bp.delete("/users/<user_id>")
 @api_key_required("write")
 def delete_user(user_id: str):
-    """Disconnect a link: revoke at WHOOP and wipe its tokens."""
+    """Disconnect a link: revoke at WHOOP and wipe its tokens (``?erase=true``: erase it)."""
+    from whoopadmin.erasure.api import _flag, erase_user
+
     if bad := _bad_user_id(user_id):
         return bad
+    try:
+        erase = _flag("erase")
+    except ValueError:
+        return error(400, "invalid_request", "erase must be true or false.", "erase")
+    if erase:
+        return erase_user(user_id)
     link = visible_link(user_id)
     if link is None:
         return not_found()
@@ -425,3 +433,7 @@ def revoke_key(key_id: int):
     service.revoke_key(current_user, key)
     flash(f"Key {key.prefix}… revoked.", "success")
     return redirect(url_for("apikeys.list_keys"), 303)
+
+
+# Issue 17: the erasure and export operations add their routes to this blueprint.
+from whoopadmin.erasure import api as _erasure_api  # noqa: E402, F401

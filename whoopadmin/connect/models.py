@@ -13,7 +13,8 @@ from whoopadmin.extensions import db
 from whoopadmin.sealing import Sealed, SealedMixin
 from whoopadmin.types import UTCDateTime
 
-LINK_STATUSES = ("active", "reauth_required", "revoked", "error")
+# "erasing": an erasure is scheduled (whoopadmin.erasure); nothing runs for the link.
+LINK_STATUSES = ("active", "reauth_required", "revoked", "error", "erasing")
 
 
 class Link(SealedMixin, db.Model):

@@ -646,6 +646,23 @@ def links_for_reference(reference_id: str) -> list[Link]:
     return list(db.session.scalars(select(Link).where(Link.reference_id == reference_id)))
 
 
+def _live_access_token(link: Link, token: str) -> str:
+    """The link's access token, refreshed first if it has expired (tokens are refreshed
+    when used, not ahead of time): WHOOP's revocation needs a live one."""
+    from datetime import timedelta
+
+    expires = link.access_expires_at
+    if expires is None or expires > utcnow() + timedelta(seconds=60):
+        return token
+    from whoopadmin.sync.tokens import RefreshFailed, refresh_link
+
+    try:
+        refresh_link(link.id, "disconnect", seen_version=link.token_version)
+    except RefreshFailed:
+        return token
+    return link.access_token or token
+
+
 def disconnect(link: Link, actor) -> str | None:
     """Revoke at WHOOP, wipe the tokens, mark revoked. Returns a WHOOP error code, if any."""
     if link.status == "revoked":
@@ -653,6 +670,7 @@ def disconnect(link: Link, actor) -> str | None:
     whoop_error = None
     token = link.access_token
     if token:
+        token = _live_access_token(link, token)
         whoop_error = _revoke_at_whoop(link.connection_id, token)
     link.access_token = None
     link.refresh_token = None

@@ -25,6 +25,8 @@ LIFECYCLE_EVENTS = (
     # Sent to a connection's other destinations when one is disabled after days of failures.
     "destination.disabled",
     "connection_warning",
+    # A user's data was erased (whoopadmin.erasure): the deletion receipt.
+    "user.erased",
     # A backfill finished (counts per type), or gave up (the reason): data/backfills.py.
     "historical.completed",
     "historical.failed",

@@ -339,6 +339,8 @@ def emit(
     try:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
+        if getattr(link, "status", None) == "erasing":
+            return 0  # nothing is delivered for a user whose erasure is scheduled
         targets = [t for t in _wanting(connection_id, event_type, only_enabled) if t.id != exclude]
         if not targets:
             return 0
@@ -535,6 +537,11 @@ def deliver(delivery_id: int, force: bool = False) -> str:
     delivery = db.session.get(Delivery, delivery_id)
     if delivery is None or delivery.status != "pending":
         return "nothing to do"
+    if delivery.link_id is not None and _erasing(delivery.link_id):
+        # Waits (no attempt used): erased with the user, or sent if the erasure is undone.
+        delivery.next_attempt_at = utcnow() + timedelta(hours=1)
+        db.session.commit()
+        return "postponed: the user's erasure is scheduled"
     destination = db.session.get(Destination, delivery.destination_id)
     if destination is not None and destination.disabled_at and delivery.event_type != TEST_EVENT:
         return _hold(delivery)
@@ -555,6 +562,13 @@ def deliver(delivery_id: int, force: bool = False) -> str:
         answer = transport.post(target, delivery.payload.encode(), headers, timeout, ca_certs)
     _note_outcome(destination.id, answer.ok)
     return _finish(delivery, attempt, answer)
+
+
+def _erasing(link_id: int) -> bool:
+    """Whether the link's erasure is scheduled (status ``erasing``)."""
+    from whoopadmin.connect.models import Link
+
+    return db.session.scalar(select(Link.status).where(Link.id == link_id)) == "erasing"
 
 
 def _hold(delivery: Delivery) -> str:

@@ -68,11 +68,13 @@ def _queue_reconciles(connection: Connection, now: datetime) -> int:
     from whoopadmin.redisconn import get_redis
 
     every = int(float(current_app.config["HEALTH_SILENT_RECONCILE_SECONDS"]))
-    # One boosted round per interval: the key lives as long as the interval.
-    if not get_redis().set(f"whoopadmin:health:reconcile:{connection.id}", 1, nx=True, ex=every):
+    # One boosted round per interval, named by the interval it falls in (by ``now``, so a
+    # simulated clock gets its rounds too); the key outlives its interval.
+    stamp = int(now.timestamp()) // every
+    key = f"whoopadmin:health:reconcile:{connection.id}:{stamp}"
+    if not get_redis().set(key, 1, nx=True, ex=2 * every):
         return 0
     link_ids = service.silent_reconcile(connection, now)
-    stamp = int(now.timestamp()) // every
     for link_id in link_ids:
         enqueue_once(
             "sync",

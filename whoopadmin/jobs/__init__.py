@@ -94,6 +94,8 @@ JOB_MODULES = (
     "whoopadmin.destinations.service",
     "whoopadmin.destinations.jobs",
     "whoopadmin.health.jobs",
+    "whoopadmin.erasure.jobs",
+    "whoopadmin.retention.jobs",
 )
 
 

@@ -42,6 +42,9 @@ def periodic_jobs() -> list[Periodic]:
         Periodic("whoopadmin.destinations.jobs.disable_failing", "deliveries", 600),
         # Connection health: learn webhook rates, record signals, warn on changes.
         Periodic("whoopadmin.health.jobs.evaluate_all", "sync", 60),
+        # Erasures whose grace period is over are carried out; retention removes old rows.
+        Periodic("whoopadmin.erasure.jobs.erase_due", "sync", 300),
+        Periodic("whoopadmin.retention.jobs.enforce_retention", "sync", 3600),
     ]
 
 

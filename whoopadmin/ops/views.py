@@ -18,6 +18,7 @@ from werkzeug.exceptions import Unauthorized
 
 from whoopadmin import audit, peers
 from whoopadmin.auth.guards import operator_required
+from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.extensions import db, limiter
 from whoopadmin.ops import service
 from whoopadmin.setup.forms import ActionForm
@@ -52,12 +53,20 @@ def retry_job(queue: str, job_id: str):
     return redirect(url_for("ops.jobs"), 303)
 
 
-@bp.post("/jobs/<queue>/<job_id>/delete")
+@bp.route("/jobs/<queue>/<job_id>/delete", methods=["GET", "POST"])
 @operator_required
 def delete_job(queue: str, job_id: str):
-    """Forget a failed job."""
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    """Forget a failed job (after a confirmation page)."""
+    if not confirmed():
+        return confirmation_page(
+            title="Delete this failed job?",
+            consequences=[
+                f"Remove failed job {job_id} from the {queue} queue's failed jobs: it cannot be "
+                "retried afterwards, and its error is gone from this page."
+            ],
+            button="Delete job",
+            cancel_url=url_for("ops.jobs"),
+        )
     if not service.delete_failed(queue, job_id):
         abort(404, "No such failed job.")
     audit.record(current_user, "job.delete", None, queue=queue, job_id=job_id)

@@ -199,3 +199,39 @@ def delete_workout(state: SandboxState, user_id: int, workout_id: str) -> None:
             raise SandboxError(404, "not_found", "no such workout")
         md.remove_workout(workout_id)
         state.emit(user_id, "workout.deleted", workout_id)
+
+
+def start_cycle(state: SandboxState, user_id: int, start: str) -> dict:
+    """End the member's current cycle at ``start`` and open the next one (no webhooks:
+    WHOOP sends none for cycles). The ended cycle gets its final score; the new one has
+    no ``end`` and a small score that grows as the day goes on."""
+    with state.lock:
+        md = state.data(user_id)
+        start_ms = _time({"start": start}, "start")
+        if start_ms > state.clock.now_ms():
+            raise SandboxError(400, "invalid_request", "start must not be in the future")
+        if not md.cycles.records or "end" in md.cycles.records[0]:
+            raise SandboxError(409, "conflict", "the member has no current cycle")
+        current = md.cycles.records[0]
+        current_start = gen.parse_datetime_ms(current["start"])
+        if start_ms <= current_start:
+            raise SandboxError(400, "invalid_request", "start must be after the current cycle's")
+        now = gen.iso_ms(state.clock.now_ms())
+        md.cycles.remove(current_start, f"{current['id']:020d}")
+        current["end"] = gen.iso_ms(start_ms)
+        current["updated_at"] = now
+        if current["score_state"] == gen.SCORED:
+            current["score"] = gen.cycle_score(md.rng, md.profile)
+        md.add_cycle(current, current_start, start_ms)
+        cycle = {
+            "id": current["id"] + 1,
+            "user_id": user_id,
+            "created_at": now,
+            "updated_at": now,
+            "start": gen.iso_ms(start_ms),
+            "timezone_offset": current["timezone_offset"],
+            "score_state": gen.SCORED,
+            "score": gen.cycle_score(md.rng, md.profile, 0.05),
+        }
+        md.add_cycle(cycle, start_ms, None)
+        return cycle

@@ -20,7 +20,7 @@ from whoopadmin.sync.models import Indicator, SyncRun, WhoopRecord
 from whoopadmin.webhooks.models import WebhookEvent
 
 PAGE_SIZE = 50
-STATUSES = ("active", "reauth_required", "revoked", "error")
+STATUSES = ("active", "reauth_required", "revoked", "error", "erasing")
 
 
 @dataclass

@@ -19,15 +19,27 @@ def refresh_link(link_id: int, reason: str = "scheduled", force: bool = False) -
 
 
 def refresh_due() -> int:
-    """Queue refreshes for active links whose access tokens expire soon. Cron: every 5 min."""
+    """Queue the keep-alive refreshes that are due. Cron: every 5 min.
+
+    A token is refreshed when a fetch needs it (``LinkTokens``: lazily, single-flight),
+    not every hour ahead of its expiry: that cost 24 WHOOP calls per member a day, more
+    than all the data (bench/budget.py). The cron only refreshes links whose access token
+    expires soon and whose refresh token has not been used for ``REFRESH_KEEPALIVE``
+    (or never was): no refresh token sits unused for long, whatever its lifetime at WHOOP.
+    """
+    from flask import current_app
+
     from whoopadmin.jobs import enqueue_once
 
-    horizon = utcnow() + tokens.REFRESH_AHEAD
+    now = utcnow()
+    horizon = now + tokens.REFRESH_AHEAD
+    keepalive = timedelta(hours=float(current_app.config["WHOOP_REFRESH_KEEPALIVE_HOURS"]))
     ids = db.session.scalars(
         select(Link.id).where(
             Link.status == "active",
             Link.refresh_token_sealed.is_not(None),
             Link.access_expires_at <= horizon,
+            Link.last_refresh_at.is_(None) | (Link.last_refresh_at <= now - keepalive),
         )
     ).all()
     for link_id in ids:
@@ -90,7 +102,7 @@ def backfill_link(
         reason, trigger = "resync", "request"
     tracker = backfills.start(link_id, trigger, window_start, window_end)
     try:
-        counts = service.sync_window(link_id, window_start, window_end, reason, tracker)
+        counts = service.sync_window(link_id, window_start, window_end, reason, tracker=tracker)
     except service.LinkInactive as exc:
         backfills.fail(tracker, link_id, "link_inactive", str(exc))
         return {}
@@ -123,19 +135,82 @@ def queue_resync(link_id: int, start, end, job_id: str) -> None:
     )
 
 
-def reconcile_link(link_id: int, days: int | None = None) -> dict:
-    """Re-fetch the last few days (queue ``sync``): webhooks can be missed.
+def reconcile_link(link_id: int, days: int | None = None, full: bool | None = None) -> dict:
+    """Re-fetch recent days (queue ``sync``): webhooks can be missed.
 
-    ``days``: how far back (default ``RECONCILE_DAYS``; the more frequent reconciliation
-    of a connection whose webhooks are silent reads one day).
+    ``days`` (the more frequent rounds of a connection whose webhooks are silent): the
+    last ``days`` of the collections WHOOP sends webhooks for, no body measurement.
+    Otherwise the daily reconciliation, sized by what webhooks missed
+    (``reconcile_plan``): cycles (no webhooks exist for them) every day, and everything
+    when a full reconciliation is due (``full``: decide that instead).
     """
     from whoopadmin.sync import service
 
-    start = utcnow() - timedelta(days=days or service.RECONCILE_DAYS)
+    now = utcnow()
     try:
-        return service.sync_window(link_id, start, None, "reconcile")
+        if days:
+            return service.sync_window(
+                link_id,
+                now - timedelta(days=days),
+                None,
+                "reconcile",
+                types=service.WEBHOOK_TYPES,
+                body=False,
+            )
+        window, due = reconcile_plan(link_id, now)
+        if full is None:
+            full = due
+        elif full:
+            window = max(window, timedelta(days=service.RECONCILE_DAYS))
+        return service.sync_window(
+            link_id,
+            now - window,
+            None,
+            "reconcile",
+            types=None if full else ("cycle",),
+            body=full,
+        )
     except service.LinkInactive:
         return {}
+
+
+# A full reconciliation this much early still counts as due (the daily job's hour slot).
+_FULL_SLACK = timedelta(hours=2)
+
+
+def reconcile_plan(link_id: int, now) -> tuple[timedelta, bool]:
+    """(window, full) of a link's daily reconciliation.
+
+    Full (every collection and the body measurement) every day while the connection's
+    webhooks missed a record in the last week; else every ``RECONCILE_FULL_EVERY_DAYS``
+    (webhooks bring the rest), reading back over the whole stretch since the last one.
+    """
+    from flask import current_app
+    from sqlalchemy import func
+
+    from whoopadmin.health.models import MissedWebhookCount
+    from whoopadmin.sync import service
+    from whoopadmin.sync.models import SyncRun
+
+    link = db.session.get(Link, link_id)
+    missed = db.session.scalar(
+        select(func.coalesce(func.sum(MissedWebhookCount.count), 0)).where(
+            MissedWebhookCount.connection_id == link.connection_id,
+            MissedWebhookCount.day >= (now - timedelta(days=7)).date(),
+        )
+    )
+    every = 1 if missed else int(current_app.config["RECONCILE_FULL_EVERY_DAYS"])
+    # A full sync (backfill, re-sync, full reconciliation) reads the body measurement.
+    last_full = db.session.scalar(
+        select(func.max(SyncRun.finished_at)).where(
+            SyncRun.link_id == link_id,
+            SyncRun.type == "body_measurement",
+            SyncRun.outcome == "ok",
+        )
+    )
+    full = last_full is None or last_full <= now - timedelta(days=every) + _FULL_SLACK
+    window = timedelta(days=max(service.RECONCILE_DAYS, every + 1))
+    return (window if full else timedelta(days=service.RECONCILE_DAYS)), full
 
 
 def reconcile_due(now=None) -> int:

@@ -35,6 +35,8 @@ COLLECTIONS = (
     ("workout", "activity/workout"),
 )
 RECONCILE_DAYS = 3
+# The record types WHOOP sends webhooks for (cycles and the body measurement have none).
+WEBHOOK_TYPES = ("sleep", "recovery", "workout")
 
 
 class LinkInactive(Exception):
@@ -243,52 +245,69 @@ def sync_window(
     start: datetime,
     end: datetime | None = None,
     reason: str = "backfill",
+    types: tuple[str, ...] | None = None,
+    body: bool = True,
     tracker=None,
 ) -> dict[str, int]:
-    """Fetch every collection in ``[start, end)`` plus the body measurement; store all.
+    """Fetch the collections (``types``: all by default) in ``[start, end)`` plus the
+    body measurement (unless ``body`` is false); store all.
 
+    A reconciliation or re-sync also marks deleted what WHOOP no longer has: stored
+    records of a walked collection that start inside the window (a day clear of its
+    start, where WHOOP's own filtering is fuzzy) and that the walk did not return.
     ``tracker``: a ``data.backfills.Tracker`` told of each type and page as it is stored.
     """
     with kept_across_commits():
-        return _sync_window(link_id, start, end, reason, tracker)
+        return _sync_window(link_id, start, end, reason, types, body, tracker)
 
 
 def _sync_window(
-    link_id: int, start: datetime, end: datetime | None, reason: str, tracker=None
+    link_id: int,
+    start: datetime,
+    end: datetime | None,
+    reason: str,
+    types: tuple[str, ...] | None = None,
+    body: bool = True,
+    tracker=None,
 ) -> dict:
     link = active_link(link_id)
     counts: dict[str, int] = {}
     purpose = reason if reason in calls.LOW_PRIORITY else calls.RESYNC
     with client_for(link, purpose) as client:
-        try:
-            started = utcnow()
+        if body:
+            try:
+                started = utcnow()
+                if tracker:
+                    tracker.begin_type("body_measurement")
+                measurement = client.body_measurement()
+                counts["body_measurement"] = store(link, "body_measurement", [measurement])
+                _record_run(link, "body_measurement", reason, 1, "ok", started=started)
+            except WhoopError as exc:
+                if exc.code == "unauthorized":
+                    _unauthorized(link, reason)
+                    raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
+                if exc.code != "not_found":
+                    _record_run(link, "body_measurement", reason, 0, "error", exc.code)
+                    if exc.code != "insufficient_scope":
+                        if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
+                            emit_rate_limit(link.connection_id, exc.retry_after, link=link)
+                        raise
+                    insufficient_scope(link, "body_measurement", reason)
             if tracker:
-                tracker.begin_type("body_measurement")
-            body = client.body_measurement()
-            counts["body_measurement"] = store(link, "body_measurement", [body])
-            _record_run(link, "body_measurement", reason, 1, "ok", started=started)
-        except WhoopError as exc:
-            if exc.code == "unauthorized":
-                _unauthorized(link, reason)
-                raise LinkInactive(f"link {link_id}: WHOOP refused its tokens") from None
-            if exc.code != "not_found":
-                _record_run(link, "body_measurement", reason, 0, "error", exc.code)
-                if exc.code != "insufficient_scope":
-                    if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
-                        emit_rate_limit(link.connection_id, exc.retry_after, link=link)
-                    raise
-                insufficient_scope(link, "body_measurement", reason)
-        if tracker:
-            tracker.end_type("body_measurement", counts.get("body_measurement", 0))
+                tracker.end_type("body_measurement", counts.get("body_measurement", 0))
         for type_, collection in COLLECTIONS:
+            if types is not None and type_ not in types:
+                continue
             started = utcnow()
             count = 0
+            returned: set[str] = set()
             if tracker:
                 tracker.begin_type(type_)
             try:
                 for page in client.iter_pages(collection, start, end):
                     stored = store(link, collection, page, reason)
                     count += stored
+                    returned.update(_whoop_ids(link, collection, page))
                     if tracker:
                         tracker.page(type_, page, stored)
             except WhoopError as exc:
@@ -306,10 +325,58 @@ def _sync_window(
                     continue
                 raise  # transient: the job is retried, and storing is idempotent
             counts[type_] = count
+            if reason in ("reconcile", "resync"):
+                gone = sweep_deleted(link, type_, start, end or started, started, returned)
+                if gone:
+                    counts[f"{type_}_deleted"] = gone
             _record_run(link, type_, reason, count, "ok", started=started)
             if tracker:
                 tracker.end_type(type_, count)
     return counts
+
+
+def _whoop_ids(link: Link, collection: str, page: list[dict]) -> set[str]:
+    ids = set()
+    for record in page:
+        try:
+            ids.add(norm.record_key(collection, record, link.whoop_user_id)[1])
+        except ValueError:
+            continue
+    return ids
+
+
+# Records this close to a window's start are not judged gone: WHOOP filters by its own
+# notion of a record's span (a recovery's by its sleep), not by the start stored here.
+SWEEP_MARGIN = timedelta(days=1)
+
+
+def sweep_deleted(
+    link: Link,
+    type_: str,
+    start: datetime,
+    end: datetime,
+    walk_started: datetime,
+    returned: set[str],
+) -> int:
+    """Mark deleted the stored ``type_`` records in ``[start + margin, end)`` that a
+    complete walk of the window did not return (deleted at WHOOP while its webhook was
+    missed); return how many. Records stored since the walk began are left alone."""
+    rows = db.session.scalars(
+        select(WhoopRecord.whoop_id).where(
+            WhoopRecord.link_id == link.id,
+            WhoopRecord.type == type_,
+            WhoopRecord.deleted.is_(False),
+            WhoopRecord.start >= start + SWEEP_MARGIN,
+            WhoopRecord.start < end,
+            WhoopRecord.fetched_at < walk_started,
+        )
+    ).all()
+    gone = [whoop_id for whoop_id in rows if whoop_id not in returned]
+    for whoop_id in gone:
+        mark_deleted(link, type_, whoop_id)
+    if gone:
+        log.info("link %s: %d %s record(s) gone at WHOOP", link.id, len(gone), type_)
+    return len(gone)
 
 
 def _unauthorized(link: Link, reason: str) -> None:
@@ -381,8 +448,27 @@ def request_resync(actor, link: Link, start: datetime, end: datetime) -> None:
     queue_resync(link.id, start, end, job_id=f"api-backfill-{link.id}")
 
 
+def stored_cycle_id(link: Link, sleep_id: str) -> int | None:
+    """The cycle of a sleep already stored (a sleep never moves to another cycle)."""
+    raw = db.session.scalar(
+        select(WhoopRecord.raw).where(
+            WhoopRecord.link_id == link.id,
+            WhoopRecord.type == "sleep",
+            WhoopRecord.whoop_id == str(sleep_id),
+            WhoopRecord.deleted.is_(False),
+        )
+    )
+    cycle_id = raw.get("cycle_id") if isinstance(raw, dict) else None
+    return cycle_id if isinstance(cycle_id, int) and not isinstance(cycle_id, bool) else None
+
+
 def apply_event(link: Link, event_type: str, object_id: str) -> str:
-    """Fetch (or delete) the one object a webhook names; return what was done."""
+    """Fetch (or delete) the one object a webhook names; return what was done.
+
+    A recovery event names its sleep: the recovery is read through the sleep's cycle,
+    taken from the stored sleep when there is one (its ``sleep.updated`` came with it and
+    was fetched just before), else from WHOOP — one call per event, not two.
+    """
     kind, _, action = event_type.partition(".")
     if action == "deleted":  # nothing to ask WHOOP
         also = ("recovery",) if kind == "sleep" else ()  # a sleep's recovery goes with it
@@ -399,10 +485,12 @@ def apply_event(link: Link, event_type: str, object_id: str) -> str:
             if kind == "recovery":
                 # A recovery has no id of its own: the event names the sleep; the recovery
                 # belongs to that sleep's cycle.
-                sleep = client.sleep(object_id)
-                store(link, "sleep", [sleep])
-                recovery = client.cycle_recovery(int(sleep["cycle_id"]))
-                store(link, "recovery", [recovery])
+                cycle_id = stored_cycle_id(link, object_id)
+                if cycle_id is None:
+                    sleep = client.sleep(object_id)
+                    store(link, "sleep", [sleep])
+                    cycle_id = int(sleep["cycle_id"])
+                store(link, "recovery", [client.cycle_recovery(cycle_id)])
                 return "recovery stored"
         except WhoopError as exc:
             if exc.code == "not_found":  # gone at WHOOP since the event was sent

@@ -44,7 +44,10 @@ def process_events(event_ids: list[int]) -> str:
     was its first attempt.
     """
     failed = 0
+    seen: set[tuple] = set()
     for event_id in event_ids:
+        if _same_as_before(event_id, seen):
+            continue
         try:
             process_event(event_id)
         except Exception:
@@ -52,6 +55,23 @@ def process_events(event_ids: list[int]) -> str:
             failed += 1
             _retry_later(event_id)
     return f"{len(event_ids) - failed} processed, {failed} queued again"
+
+
+def _same_as_before(event_id: int, seen: set[tuple]) -> bool:
+    """Whether an earlier event of this batch named the same object for the same change
+    (a redelivery under a new trace id): it is then marked processed without a fetch —
+    the earlier event's fetch, done after both arrived, read the newest version."""
+    event = db.session.get(WebhookEvent, event_id)
+    if event is None or event.status != "received":
+        return False
+    key = (event.link_id, event.type, event.object_id)
+    if key not in seen:
+        seen.add(key)
+        return False
+    event.status, event.result = "processed", "same object as an earlier event of its batch"
+    event.processed_at = utcnow()
+    db.session.commit()
+    return True
 
 
 def _retry_later(event_id: int) -> None:

@@ -2,7 +2,7 @@
 index record pages are read from
 
 Revision ID: a17d0a7a0001
-Revises: 4f079f4ec490
+Revises: c3e8a1f0d917
 Create Date: 2026-12-06 06:40:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "a17d0a7a0001"
-down_revision = "4f079f4ec490"
+down_revision = "c3e8a1f0d917"
 branch_labels = None
 depends_on = None
 
