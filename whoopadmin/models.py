@@ -4,6 +4,7 @@ from whoopadmin.api.models import ApiKey
 from whoopadmin.audit import AuditEvent
 from whoopadmin.auth.models import StaffUser
 from whoopadmin.connect.models import ConnectSession, Link, LinkEvent, OAuthState
+from whoopadmin.data.models import Backfill
 from whoopadmin.destinations.models import Delivery, DeliveryRecovery, Destination
 from whoopadmin.erasure.models import Erasure
 from whoopadmin.health.models import ConnectionSignal, MissedWebhookCount, WebhookActivity
@@ -18,6 +19,7 @@ from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "Backfill",
     "Connection",
     "ConnectionSignal",
     "ConnectSession",

@@ -4,6 +4,7 @@ by a refused call."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from itertools import combinations
 
@@ -149,7 +150,7 @@ def test_every_api_operation_names_its_permission(app):
             continue
         permissions = getattr(view, "api_permissions", ())
         assert len(permissions) == 1 and permissions[0] in PERMISSIONS, rule.endpoint
-        path = rule.rule.removeprefix("/api/v1").replace("<user_id>", "{user_id}")
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             operation = doc["paths"][path][method.lower()]
             assert f"'{permissions[0]}' permission" in operation["description"], rule.endpoint

@@ -16,6 +16,7 @@ from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
 
 USER_FIELDS = {
+    "provider",
     "user_id",
     "reference_id",
     "connection",
@@ -92,6 +93,7 @@ def test_get_user(configured_app, api, member_link):
     assert body["connection"] == "production"
     assert body["whoop_user_id"] == member.user_id
     assert body["status"] == "active" and body["status_reason"] is None
+    assert body["provider"] == "whoop"
     assert body["scopes"] == SCOPE.split() and body["revoked_at"] is None
     for secret in secrets_of(configured_app, tokens, member):
         assert secret not in response.get_data(as_text=True)

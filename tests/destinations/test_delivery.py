@@ -58,7 +58,13 @@ def test_delivery_to_a_loopback_receiver_verifies_with_the_documented_scheme(pri
     verify(secret, request["headers"]["Whoopadmin-Signature"], request["body"])
     assert event["type"] == "auth.success"
     assert event["environment"] == "production"
-    assert event["user"] == {"user_id": link_uid, "reference_id": "user-555", "whoop_user_id": 555}
+    assert event["provider"] == "whoop"
+    assert event["user"] == {
+        "provider": "whoop",
+        "user_id": link_uid,
+        "reference_id": "user-555",
+        "whoop_user_id": 555,
+    }
     assert event["data"] == {"scopes": "read:sleep"}
     assert request["headers"]["Content-Type"] == "application/json"
     assert request["headers"]["Whoopadmin-Event-Id"] == event["id"]

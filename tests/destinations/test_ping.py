@@ -76,9 +76,22 @@ def test_pings_carry_ids_only_and_full_destinations_keep_full_events(
         verify(ping_secret, r["headers"]["Whoopadmin-Signature"], r["body"])
     data_ping, life_ping = pings
     data_full, life_full = fulls
-    assert set(data_ping) == {"id", "type", "created_at", "environment", "user", "data", "mode"}
+    assert set(data_ping) == {
+        "id",
+        "provider",
+        "type",
+        "created_at",
+        "environment",
+        "user",
+        "data",
+        "mode",
+    }
     assert data_ping["mode"] == "ping" and data_ping["type"] == "recovery"
-    assert data_ping["user"] == {"user_id": link_uid, "reference_id": "user-42"}
+    assert data_ping["user"] == {
+        "provider": "whoop",
+        "user_id": link_uid,
+        "reference_id": "user-42",
+    }
     # What the backend needs to read the record through the API: its type and WHOOP id.
     assert data_ping["data"] == {
         "record_type": "recovery",

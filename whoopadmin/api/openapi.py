@@ -20,9 +20,18 @@ _ERROR = {
 
 _USER = {
     "type": "object",
-    "required": ["user_id", "reference_id", "connection", "whoop_user_id", "status", "scopes"],
+    "required": [
+        "provider",
+        "user_id",
+        "reference_id",
+        "connection",
+        "whoop_user_id",
+        "status",
+        "scopes",
+    ],
     "additionalProperties": False,
     "properties": {
+        "provider": {"$ref": "#/components/schemas/Provider"},
         "user_id": {"type": "string", "pattern": rules.USER_ID},
         "reference_id": {"type": "string"},
         "connection": {"type": "string"},
@@ -104,7 +113,16 @@ def _permission(name: str) -> str:
 
 
 def document() -> dict[str, Any]:
-    """Return the OpenAPI document."""
+    """Return the OpenAPI document (with the data API's part, ``data/openapi.py``)."""
+    from whoopadmin.data import openapi as data_api
+
+    doc = _document()
+    doc["components"]["schemas"].update(data_api.SCHEMAS)
+    doc["paths"].update(data_api.paths(_USER_ID, _error_responses, _json, _permission))
+    return doc
+
+
+def _document() -> dict[str, Any]:
     low, high = rules.EXPIRES_IN
     doc = {
         "openapi": "3.0.3",
@@ -144,8 +162,9 @@ def document() -> dict[str, Any]:
                 "RedirectUrl": {
                     "type": "string",
                     "nullable": True,
-                    "maxLength": rules.REDIRECT_URL_MAX,
-                    "pattern": rules.visible_only(),
+                    # The length is in the pattern (as for reference_id): schemathesis would
+                    # fold maxLength into it in Python syntax, which it cannot generate from.
+                    "pattern": rules.visible_only(rules.REDIRECT_URL_MAX),
                     "description": "Printable, no spaces. It must be on one of the "
                     "connection's allowed origins or registered app schemes (else 422 "
                     "redirect_not_allowed). Empty or null: none.",
@@ -183,6 +202,14 @@ def document() -> dict[str, Any]:
                             "minimum": low,
                             "maximum": high,
                             "description": "Seconds until the link expires (default 900).",
+                        },
+                        "backfill_days": {
+                            "type": "integer",
+                            "nullable": True,
+                            "minimum": rules.BACKFILL_DAYS[0],
+                            "maximum": rules.BACKFILL_DAYS[1],
+                            "description": "Days of history fetched after the member's "
+                            "consent. Default (null): the connection's setting.",
                         },
                     },
                 },

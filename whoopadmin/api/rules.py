@@ -27,9 +27,10 @@ def printable_any(low: int = 0, high: int | None = None) -> str:
     return f"^[^{forbidden_class()}]{count}$"
 
 
-def visible_only() -> str:
-    """Printable characters and no space: a URL as sent, or nothing."""
-    return f"^[^{forbidden_class()}\\x20]*$"
+def visible_only(high: int | None = None) -> str:
+    """Printable characters and no space: a URL as sent, or nothing (at most ``high``)."""
+    count = "*" if high is None else f"{{0,{high}}}"
+    return f"^[^{forbidden_class()}\\x20]{count}$"
 
 
 USER_ID = r"^[0-9a-f]{32}$"
@@ -41,6 +42,8 @@ REFERENCE_ID_MAX = 255
 REDIRECT_URL_MAX = 2048
 DATE_TIME_MAX = 40
 EXPIRES_IN = (60, 7 * 24 * 3600)
+# Days of history a connect session's backfill may fetch (as a connection's setting).
+BACKFILL_DAYS = (1, 365)
 GRACE_DAYS = r"^(?:[0-9]|[1-8][0-9]|90)$"  # 0 to retention.models.MAX_GRACE_DAYS, no sign
 # The instants a backfill window may touch; beyond them datetime arithmetic overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,6 +63,11 @@ def text_matches(pattern: str, value: str) -> bool:
 def is_id(value) -> bool:
     """A JSON integer (not a boolean) that can be a row id."""
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+def is_whole(value) -> bool:
+    """A JSON integer (not a boolean)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_reference_id(value) -> bool:

@@ -51,6 +51,7 @@ CONNECT_FIELDS = {
     "failure_redirect_url",
     "language",
     "expires_in",
+    "backfill_days",
 }
 
 
@@ -62,6 +63,7 @@ def link_json(link: Link) -> dict:
         return value.isoformat() if value else None
 
     return {
+        "provider": "whoop",
         "user_id": link.uid,
         "reference_id": link.reference_id,
         "connection": connection.environment,
@@ -158,6 +160,15 @@ def _connect_input(body: dict) -> dict:
         raise _invalid("expires_in", "expires_in must be a whole number of seconds.")
     if expires_in is not None and not low <= expires_in <= high:
         raise _invalid("expires_in", f"expires_in must be between {low} and {high} seconds.")
+    days = body.get("backfill_days")
+    if days is not None and not (
+        rules.is_whole(days) and rules.BACKFILL_DAYS[0] <= days <= rules.BACKFILL_DAYS[1]
+    ):
+        raise _invalid(
+            "backfill_days",
+            f"backfill_days must be a whole number of days from {rules.BACKFILL_DAYS[0]} to "
+            f"{rules.BACKFILL_DAYS[1]}.",
+        )
     return body
 
 
@@ -184,6 +195,7 @@ def create_connect_session():
             language=body.get("language") or None,
             expires_in=body.get("expires_in"),
             created_by=current_key(),
+            backfill_days=body.get("backfill_days"),
         )
     except connect_service.ConnectError as exc:
         if exc.code in CONNECT_CONFLICTS:
@@ -337,6 +349,12 @@ def openapi():
     """The OpenAPI document of this API (UTF-8: its printable-character patterns are long)."""
     body = current_app.json.dumps(document(), ensure_ascii=False)
     return current_app.response_class(body, mimetype="application/json")
+
+
+# The data API (whoopadmin/data): its views are part of /api/v1, under the same key check.
+from whoopadmin.data.views import bp as data_bp  # noqa: E402
+
+bp.register_blueprint(data_bp)
 
 
 # --------------------------------------------------------------------------- key pages

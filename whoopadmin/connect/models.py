@@ -75,6 +75,9 @@ class ConnectSession(db.Model):
     success_redirect_url: Mapped[str | None] = mapped_column(String(2048))
     failure_redirect_url: Mapped[str | None] = mapped_column(String(2048))
     language: Mapped[str | None] = mapped_column(String(16))
+    # Days of history the backfill after this session's consent fetches (None: the
+    # connection's setting).
+    backfill_days: Mapped[int | None] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id"))

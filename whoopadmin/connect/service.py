@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRES_IN = 900
 MAX_EXPIRES_IN = 7 * 24 * 3600
+# The most days of history a connect session may ask for (as the connection's setting).
+MAX_BACKFILL_DAYS = 365  # api.rules.BACKFILL_DAYS states it too
 STATE_LIFETIME = timedelta(minutes=10)
 # Without these the link is useless: no refresh token, or no user id.
 REQUIRED_SCOPES = {"offline", "read:profile"}
@@ -147,12 +149,15 @@ def create_session(
     expires_in: int | None = None,
     created_by,
     target_link: Link | None = None,
+    backfill_days: int | None = None,
 ) -> tuple[ConnectSession, str]:
     """Create a connect session; return it and its token (shown once, stored hashed).
 
     ``created_by`` is the actor (a staff user, an API key, or a label such as ``"cli"``):
     the session records its name and the audit log records the creation.
     ``target_link``: a reconnect link for that link only (its member must consent).
+    ``backfill_days``: days of history fetched after consent (None: the connection's
+    setting), 1 to ``MAX_BACKFILL_DAYS``.
     """
     if not connection.hostname or connection.client_secret_sealed is None:
         raise ConnectError(
@@ -177,6 +182,15 @@ def create_session(
         raise ConnectError(
             f"expires_in must be between 60 and {MAX_EXPIRES_IN} seconds.", "expires_in"
         )
+    if backfill_days is not None and (
+        isinstance(backfill_days, bool)
+        or not isinstance(backfill_days, int)
+        or not 1 <= backfill_days <= MAX_BACKFILL_DAYS
+    ):
+        raise ConnectError(
+            f"backfill_days must be a whole number of days from 1 to {MAX_BACKFILL_DAYS}.",
+            "backfill_days",
+        )
     success = check_redirect(connection, success_redirect_url, "success_redirect_url")
     failure = check_redirect(connection, failure_redirect_url, "failure_redirect_url")
     refuse_new_member(connection, reference_id)
@@ -189,6 +203,7 @@ def create_session(
         success_redirect_url=success,
         failure_redirect_url=failure,
         language=language,
+        backfill_days=backfill_days,
         expires_at=utcnow() + timedelta(seconds=expires_in),
         created_by=audit.actor_label(created_by),
         target_link_id=target_link.id if target_link is not None else None,
@@ -452,7 +467,7 @@ def complete_callback(connection: Connection, args, cookies=None) -> CallbackRes
     link, decision, previous = _store_link(connection, session, profile, token, granted)
     if decision.refused:
         return _refuse(connection, session, decision, profile.user_id, token["access_token"])
-    _queue_backfill(link)
+    _queue_backfill(link, session.backfill_days)
     data = {
         "reference_id": session.reference_id,
         "session_id": session.public_id,
@@ -573,20 +588,31 @@ def _store_link(connection, session, profile, token, granted):
     raise RuntimeError("could not store the link")  # two inserts lost twice: not expected
 
 
-def _queue_backfill(link: Link) -> None:
-    """Queue the initial backfill; if Redis is down, the link is kept and this is recorded."""
+def _queue_backfill(link: Link, days: int | None = None) -> None:
+    """Queue the initial backfill (``days``: the session's window, else the connection's);
+    if Redis is down, the link is kept and this is recorded."""
+    from whoopadmin.data import backfills
     from whoopadmin.jobs import RETRY, enqueue_once
+    from whoopadmin.sync.service import backfill_window
 
     try:
+        backfills.queued(link.id, "connect", *backfill_window(link, days))
         enqueue_once(
             "backfill",
             "whoopadmin.sync.jobs.backfill_link",
             link.id,
+            *((None, None, days) if days else ()),
             job_id=f"backfill-{link.id}",
             retry=RETRY,
         )
     except Exception as exc:  # Redis errors must not lose a freshly connected member
         log.warning("could not queue the backfill of link %s: %s", link.id, type(exc).__name__)
+        db.session.rollback()
+        try:
+            backfills.fail(None, link.id, "not_queued", "The backfill could not be queued.")
+        except Exception:  # the database too: the timeline entry below may still get in
+            log.exception("could not record the backfill of link %s as failed", link.id)
+            db.session.rollback()
         db.session.add(
             LinkEvent(
                 connection_id=link.connection_id,

@@ -27,6 +27,9 @@ LIFECYCLE_EVENTS = (
     "connection_warning",
     # A user's data was erased (whoopadmin.erasure): the deletion receipt.
     "user.erased",
+    # A backfill finished (counts per type), or gave up (the reason): data/backfills.py.
+    "historical.completed",
+    "historical.failed",
 )
 DATA_EVENTS = ("sleep", "recovery", "workout", "cycle", "body")
 EVENT_TYPES = LIFECYCLE_EVENTS + DATA_EVENTS

@@ -44,6 +44,8 @@ BACKOFF = (60, 300, 1800, 7200, 21600)
 MAX_ATTEMPTS = len(BACKOFF) + 1
 MAX_DESTINATIONS = 10
 SECRET_PREFIX = standard.PREFIX
+# Every event, its user and its record name the provider: WHOOP is the first, not the last.
+PROVIDER = "whoop"
 # A queued job may run a little early (clocks, the sweep's granularity).
 EARLY = timedelta(seconds=5)
 
@@ -246,11 +248,12 @@ def _payload(
     """The JSON body of an event: the whole event ("full") or its ids only ("ping")."""
     user = None
     if link is not None:
-        user = {"user_id": link.uid, "reference_id": link.reference_id}
+        user = {"provider": PROVIDER, "user_id": link.uid, "reference_id": link.reference_id}
         if mode == "full":
             user["whoop_user_id"] = link.whoop_user_id
     document = {
         "id": event_id,
+        "provider": PROVIDER,
         "type": event_type,
         "created_at": at,
         "environment": connection.environment,
@@ -373,6 +376,7 @@ def record_data(kind: str, record: dict, user_id: int | None) -> dict:
 
     type_, whoop_id = norm.record_key(kind, record, user_id)
     return {
+        "provider": PROVIDER,
         "record_type": type_,
         "whoop_id": whoop_id,
         "start": record.get("start"),

@@ -46,6 +46,8 @@ EVENT_MEANINGS = {
     "access_revoked": "WHOOP refused a link's tokens",
     "connection_error": "a link's token refreshes keep failing",
     "rate_limit_hit": "WHOOP's rate limit was reached",
+    "historical.completed": "a backfill finished",
+    "historical.failed": "a backfill gave up",
 }
 
 

@@ -10,6 +10,7 @@ from whoopadmin.auth.guards import operator_required, staff_required
 from whoopadmin.confirm import confirmation_page, confirmed
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link
+from whoopadmin.data.service import running_backfill
 from whoopadmin.extensions import db
 from whoopadmin.setup import steps
 from whoopadmin.setup.forms import ActionForm
@@ -98,6 +99,7 @@ def show_link(uid: str):
         raw=service.raw_records(link),
         action_form=ActionForm(),
         sync_refusal=service.sync_refusal(link),
+        backfill=running_backfill(link),
         refresh_outcome=wording.refresh_outcome,
         now=now,
     )

@@ -72,33 +72,58 @@ def cleanup_expired(older_than: timedelta = timedelta(days=1)) -> int:
     return states + gone + sessions
 
 
-def backfill_link(link_id: int, start: str | None = None, end: str | None = None) -> dict:
-    """Backfill one link (queue ``backfill``): the configured window, or ``[start, end)``."""
+def backfill_link(
+    link_id: int, start: str | None = None, end: str | None = None, days: int | None = None
+) -> dict:
+    """Backfill one link (queue ``backfill``): the configured window, or ``[start, end)``.
+
+    ``days``: the connect session's window (default: the connection's). The backfill is
+    followed in ``data.backfills``: progress as it goes, ``historical.completed`` when it
+    is done, ``historical.failed`` when it gives up (after the last retry).
+    """
     from datetime import datetime
 
+    from rq import get_current_job
+
+    from whoopadmin.data import backfills
     from whoopadmin.sync import service
 
     try:
         link = service.active_link(link_id)
-    except service.LinkInactive:
+    except service.LinkInactive as exc:
+        backfills.fail(None, link_id, "link_inactive", str(exc))
         return {}
     if start is None:
-        window_start, window_end = service.backfill_window(link)
-        reason = "backfill"
+        window_start, window_end = service.backfill_window(link, days)
+        reason, trigger = "backfill", "connect"
     else:
         window_start = datetime.fromisoformat(start)
-        window_end = datetime.fromisoformat(end) if end else None
-        reason = "resync"
+        window_end = datetime.fromisoformat(end) if end else service.utcnow()
+        reason, trigger = "resync", "request"
+    tracker = backfills.start(link_id, trigger, window_start, window_end)
     try:
-        return service.sync_window(link_id, window_start, window_end, reason)
-    except service.LinkInactive:
+        counts = service.sync_window(link_id, window_start, window_end, reason, tracker=tracker)
+    except service.LinkInactive as exc:
+        backfills.fail(tracker, link_id, "link_inactive", str(exc))
         return {}
+    except Exception as exc:
+        code = getattr(exc, "code", None) or type(exc).__name__
+        job = get_current_job()
+        if job is None or not job.retries_left:
+            backfills.fail(tracker, link_id, str(code), str(exc) or str(code))
+        else:
+            backfills.retrying(tracker, f"{code}: {exc}")
+        raise
+    backfills.complete(tracker)
+    return counts
 
 
 def queue_resync(link_id: int, start, end, job_id: str) -> None:
     """Queue a re-sync of one link over ``[start, end)`` (support's button, the API)."""
+    from whoopadmin.data import backfills
     from whoopadmin.jobs import enqueue_once
 
+    backfills.queued(link_id, "request", start, end)
     enqueue_once(
         "backfill",
         backfill_link,

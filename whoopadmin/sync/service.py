@@ -247,6 +247,7 @@ def sync_window(
     reason: str = "backfill",
     types: tuple[str, ...] | None = None,
     body: bool = True,
+    tracker=None,
 ) -> dict[str, int]:
     """Fetch the collections (``types``: all by default) in ``[start, end)`` plus the
     body measurement (unless ``body`` is false); store all.
@@ -254,9 +255,10 @@ def sync_window(
     A reconciliation or re-sync also marks deleted what WHOOP no longer has: stored
     records of a walked collection that start inside the window (a day clear of its
     start, where WHOOP's own filtering is fuzzy) and that the walk did not return.
+    ``tracker``: a ``data.backfills.Tracker`` told of each type and page as it is stored.
     """
     with kept_across_commits():
-        return _sync_window(link_id, start, end, reason, types, body)
+        return _sync_window(link_id, start, end, reason, types, body, tracker)
 
 
 def _sync_window(
@@ -266,6 +268,7 @@ def _sync_window(
     reason: str,
     types: tuple[str, ...] | None = None,
     body: bool = True,
+    tracker=None,
 ) -> dict:
     link = active_link(link_id)
     counts: dict[str, int] = {}
@@ -274,6 +277,8 @@ def _sync_window(
         if body:
             try:
                 started = utcnow()
+                if tracker:
+                    tracker.begin_type("body_measurement")
                 measurement = client.body_measurement()
                 counts["body_measurement"] = store(link, "body_measurement", [measurement])
                 _record_run(link, "body_measurement", reason, 1, "ok", started=started)
@@ -288,16 +293,23 @@ def _sync_window(
                             emit_rate_limit(link.connection_id, exc.retry_after, link=link)
                         raise
                     insufficient_scope(link, "body_measurement", reason)
+            if tracker:
+                tracker.end_type("body_measurement", counts.get("body_measurement", 0))
         for type_, collection in COLLECTIONS:
             if types is not None and type_ not in types:
                 continue
             started = utcnow()
             count = 0
             returned: set[str] = set()
+            if tracker:
+                tracker.begin_type(type_)
             try:
                 for page in client.iter_pages(collection, start, end):
-                    count += store(link, collection, page, reason)
+                    stored = store(link, collection, page, reason)
+                    count += stored
                     returned.update(_whoop_ids(link, collection, page))
+                    if tracker:
+                        tracker.page(type_, page, stored)
             except WhoopError as exc:
                 _record_run(link, type_, reason, count, "error", exc.code, started)
                 if exc.code == "rate_limited" and not getattr(exc, "reserved", False):
@@ -308,6 +320,8 @@ def _sync_window(
                 if exc.code == "insufficient_scope":
                     # Retrying cannot help; the other collections may still be granted.
                     insufficient_scope(link, type_, reason)
+                    if tracker:
+                        tracker.end_type(type_)
                     continue
                 raise  # transient: the job is retried, and storing is idempotent
             counts[type_] = count
@@ -316,6 +330,8 @@ def _sync_window(
                 if gone:
                     counts[f"{type_}_deleted"] = gone
             _record_run(link, type_, reason, count, "ok", started=started)
+            if tracker:
+                tracker.end_type(type_, count)
     return counts
 
 
@@ -408,11 +424,11 @@ def insufficient_scope(link: Link, record_type: str, reason: str) -> None:
         )
 
 
-def backfill_window(link: Link) -> tuple[datetime, datetime]:
-    """The backfill on connect: the connection's configured number of days."""
+def backfill_window(link: Link, days: int | None = None) -> tuple[datetime, datetime]:
+    """The backfill on connect: ``days`` (the connect session's), else the connection's."""
     connection = db.session.get(Connection, link.connection_id)
     end = utcnow()
-    return end - timedelta(days=connection.backfill_days or 30), end
+    return end - timedelta(days=days or connection.backfill_days or 30), end
 
 
 def request_resync(actor, link: Link, start: datetime, end: datetime) -> None:
