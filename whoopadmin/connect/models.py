@@ -116,3 +116,6 @@ class LinkEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(48))
     reason: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+from whoopadmin.connect import counts as _counts  # noqa: E402,F401  (the counts table)

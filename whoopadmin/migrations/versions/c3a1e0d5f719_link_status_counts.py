@@ -1,0 +1,37 @@
+"""link status counts, kept by triggers on links
+
+Revision ID: c3a1e0d5f719
+Revises: 4f079f4ec490
+Create Date: 2026-12-06 06:10:00
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from whoopadmin.connect import counts
+
+# revision identifiers, used by Alembic.
+revision = "c3a1e0d5f719"
+down_revision = "4f079f4ec490"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "link_status_counts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connection_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    connection = op.get_bind()
+    counts.create_triggers(connection)
+    counts.recount(connection)
+
+
+def downgrade():
+    counts.drop_triggers(op.get_bind())
+    op.drop_table("link_status_counts")
