@@ -1,4 +1,4 @@
-"""link status counts, kept by triggers on links
+"""link status counts, kept by triggers on links; links searchable by WHOOP user id
 
 Revision ID: c3a1e0d5f719
 Revises: 4f079f4ec490
@@ -27,6 +27,9 @@ def upgrade():
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.create_index("ix_links_whoop_user_id", ["whoop_user_id"], unique=False)
+    # After the batch operation: on SQLite it rebuilds the table, dropping its triggers.
     connection = op.get_bind()
     counts.create_triggers(connection)
     counts.recount(connection)
@@ -35,3 +38,5 @@ def upgrade():
 def downgrade():
     counts.drop_triggers(op.get_bind())
     op.drop_table("link_status_counts")
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.drop_index("ix_links_whoop_user_id")
