@@ -557,7 +557,7 @@ def main() -> None:
             f"storm: {n:,} links expired at once; the cron queued {queued:,} refreshes"
             + (f" (each followed by a duplicate: {jobs_queued:,} jobs)" if args.duplicates else "")
             + f" in {cron_done - cron_started:.1f} s (workers suspended meanwhile: queueing "
-            f"time, {queued / (cron_done - cron_started):,.0f} jobs/s)"
+            f"time, {jobs_queued / (cron_done - cron_started):,.0f} jobs/s)"
         )
         print(
             f"whoopadmin: {n:,} links refreshed in {elapsed:.1f} s after the workers were "
