@@ -95,8 +95,11 @@ def init_app(app: Flask) -> None:
     """Register the error handlers on ``app``."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
+    from whoopadmin.webhooks.groupcommit import StoreFailed
+
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(InterfaceError, _database_error)
+    app.register_error_handler(StoreFailed, _database_error)  # a webhook group commit
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)

@@ -28,7 +28,9 @@ class Link(SealedMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
-    whoop_user_id: Mapped[int] = mapped_column(BigInteger)
+    # Indexed alone too: support searches by it across connections (an OR of indexed
+    # columns, or PostgreSQL reads every link: bench/support_scale.py).
+    whoop_user_id: Mapped[int] = mapped_column(BigInteger, index=True)
     reference_id: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(24), default="active", index=True)
     status_reason: Mapped[str | None] = mapped_column(String(500))
@@ -120,3 +122,6 @@ class LinkEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(48))
     reason: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+from whoopadmin.connect import counts as _counts  # noqa: E402,F401  (the counts table)

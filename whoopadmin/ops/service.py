@@ -12,7 +12,8 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
 from whoopadmin.audit import utcnow
-from whoopadmin.connect.models import Link, LinkEvent
+from whoopadmin.connect.counts import counts as link_counts
+from whoopadmin.connect.models import LinkEvent
 from whoopadmin.extensions import db
 from whoopadmin.health import member_cap
 from whoopadmin.jobs import QUEUES, job_class_for
@@ -55,13 +56,7 @@ def connection_overview(connection: Connection, since_hours: int = 24) -> dict[s
             .group_by(WebhookRejection.reason)
         ).all()
     )
-    statuses = dict(
-        db.session.execute(
-            select(Link.status, func.count())
-            .where(Link.connection_id == connection.id)
-            .group_by(Link.status)
-        ).all()
-    )
+    statuses = link_counts([connection.id])
     budget = None
     if connection.client_id:
         try:
@@ -268,7 +263,7 @@ def metrics_text() -> str:
         "Delivery attempts, by delivery status.",
         [({"status": s}, int(a or 0)) for s, _, a in deliveries],
     )
-    links = db.session.execute(select(Link.status, func.count()).group_by(Link.status)).all()
+    links = sorted(link_counts().items())
     metric("whoopadmin_links", "gauge", "Links by status.", [({"status": s}, n) for s, n in links])
     from whoopadmin.health.service import metric_families
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select, union_all
 
 from whoopadmin import audit
 from whoopadmin.audit import AuditEvent, utcnow
+from whoopadmin.connect import counts as link_counts
 from whoopadmin.connect import service as connect_service
 from whoopadmin.connect.models import Link, LinkEvent
 from whoopadmin.extensions import db
@@ -76,11 +77,24 @@ def list_links(filters: LinkFilters, before: int | None = None, limit: int = PAG
 
 
 def status_counts(filters: LinkFilters) -> dict[str, int]:
-    """How many links of each status match the filters (ignoring the status filter)."""
-    scope = LinkFilters(filters.q, "", filters.connection_id, filters.environment)
-    sub = _filtered(scope.clean()).with_only_columns(Link.status).subquery()
-    rows = db.session.execute(select(sub.c.status, func.count()).group_by(sub.c.status)).all()
-    return {status: count for status, count in rows}
+    """How many links of each status match the filters (ignoring the status filter).
+
+    Without a search, from the counts the database keeps (``connect.counts``): no scan of
+    ``links``, however many there are. A search narrows to a few links by index: counted.
+    """
+    scope = LinkFilters(filters.q, "", filters.connection_id, filters.environment).clean()
+    if scope.q:
+        sub = _filtered(scope).with_only_columns(Link.status).subquery()
+        rows = db.session.execute(select(sub.c.status, func.count()).group_by(sub.c.status))
+        return {status: count for status, count in rows.all()}
+    if not scope.connection_id and not scope.environment:
+        return link_counts.counts()
+    ids = select(Connection.id)
+    if scope.connection_id:
+        ids = ids.where(Connection.id == scope.connection_id)
+    if scope.environment:
+        ids = ids.where(Connection.environment == scope.environment)
+    return link_counts.counts(list(db.session.scalars(ids)))
 
 
 def connections_by_id() -> dict[int, Connection]:

@@ -18,6 +18,7 @@ from whoopadmin.connect.models import Link
 from whoopadmin.dbutil import dialect_insert, insert_for
 from whoopadmin.extensions import db
 from whoopadmin.setup.models import Connection
+from whoopadmin.webhooks.groupcommit import committer_for
 from whoopadmin.webhooks.models import WebhookEvent, WebhookRejection
 from whoopadmin.webhooks.signatures import check_partner, check_whoop
 
@@ -141,16 +142,27 @@ def _forget_receivers(*_args) -> None:
     _receivers.clear()
 
 
+MISS = object()  # ``cached_receiver``: not in the cache
+
+
+def cached_receiver(config, kind: str, value: str) -> Receiver | None | object:
+    """The cached answer of ``receiver`` (no app context needed), or ``MISS``."""
+    cached = _receivers.get((config["SQLALCHEMY_DATABASE_URI"], kind, value))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return MISS
+
+
 def receiver(kind: str, value: str) -> Receiver | None:
     """The connection answering at host name or client id ``value``, briefly cached."""
     if not value or len(value) > 255:
         return None
-    ttl = float(current_app.config["WEBHOOK_CONNECTION_CACHE_SECONDS"])
-    key = (current_app.config["SQLALCHEMY_DATABASE_URI"], kind, value)
-    now = time.monotonic()
-    cached = _receivers.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    config = current_app.config
+    cached = cached_receiver(config, kind, value)
+    if cached is not MISS:
+        return cached
+    ttl = float(config["WEBHOOK_CONNECTION_CACHE_SECONDS"])
+    key = (config["SQLALCHEMY_DATABASE_URI"], kind, value)
     column = Connection.hostname if kind == "host" else Connection.client_id
     connection = db.session.scalar(select(Connection).where(column == value))
     found = None
@@ -159,7 +171,7 @@ def receiver(kind: str, value: str) -> Receiver | None:
     if ttl > 0:
         if len(_receivers) >= _RECEIVERS_MAX:
             _receivers.clear()
-        _receivers[key] = (now + ttl, found)
+        _receivers[key] = (time.monotonic() + ttl, found)
     return found
 
 
@@ -180,7 +192,7 @@ def receive_member_event(
         return reject(target, *refusal)
     if event_["type"] == TEST_TYPE:
         return _store_test_event(target, event_)
-    stored = _store_member_event(target.id, event_)
+    stored = _store_member_event(target.id, event_, body)
     if stored is None:
         known_user = db.session.scalar(
             select(Link.id).where(
@@ -195,20 +207,26 @@ def receive_member_event(
 
 
 def receive_stored(
-    target: Receiver | None, timestamp: str | None, signature: str | None, body: bytes
+    target: Receiver | None,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    app=None,
+    engine=None,
 ) -> Outcome | None:
     """The common case alone: the answer once this webhook is stored, else None.
 
     None (nothing stored) for no connection, a refusal, a test event or a redelivery:
     ``receive_member_event`` then answers, and counts the refusal (webhooks.fastpath).
+    With ``app`` and ``engine`` it needs no app context (the fast path's cache hits).
     """
     if target is None:
         return None
     refusal, event_ = _verify(target, timestamp, signature, body)
     if refusal is not None or event_["type"] == TEST_TYPE:
         return None
-    stored = _store_member_event(target.id, event_)
-    return _queued(*stored) if stored is not None else None
+    stored = _store_member_event(target.id, event_, body, engine)
+    return _queued(*stored, app=app) if stored is not None else None
 
 
 def _verify(
@@ -227,14 +245,15 @@ def _verify(
     return None, event_
 
 
-def _queued(event_id: int, status: str) -> Outcome:
+def _queued(event_id: int, status: str, app=None) -> Outcome:
     """Queue a stored event's processing (``received`` ones); the answer for WHOOP."""
     if status != "received":
         return Outcome(200, {"status": "ignored"})
-    if current_app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] > 0:
+    app = app if app is not None else current_app._get_current_object()
+    if app.config["WEBHOOK_QUEUE_DELAY_SECONDS"] > 0:
         from whoopadmin.webhooks.handoff import handoff_for
 
-        handoff_for(current_app._get_current_object()).add(event_id)
+        handoff_for(app).add(event_id)
     else:
         queue_event(event_id, fresh=True)
     return Outcome(200, {"status": "accepted"})
@@ -271,12 +290,39 @@ def _store_statement(dialect: str):
     )
 
 
-def _store_member_event(connection_id: int, event_: dict) -> tuple[int, str] | None:
+def _refuse_constant(name: str):
+    raise ValueError(name)
+
+
+def stored_body(body: bytes, event_: dict) -> str:
+    """The JSON text to store: the body as received, when PostgreSQL's ``json`` takes it.
+
+    ``parse_member_event`` accepted it, so it is JSON to Python; PostgreSQL refuses only
+    what Python alone accepts: ``NaN``/``Infinity``, a byte-order mark, UTF-16/32. Those
+    rare bodies are stored as the event's fields, re-encoded.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.dumps(event_)
+    if text.startswith("\ufeff") or "NaN" in text or "Infinity" in text:
+        try:
+            json.loads(text, parse_constant=_refuse_constant)
+        except ValueError:
+            return json.dumps(event_)
+    return text
+
+
+def _store_member_event(
+    connection_id: int, event_: dict, body: bytes, engine=None
+) -> tuple[int, str] | None:
     """Store the event for the connection's member with its user id, in one statement.
 
     Returns the new row's id and status, or None when no link has that user id or the
-    trace id is stored already. Runs outside the request's transaction (autocommit): the
-    row is durable before the caller answers.
+    trace id is stored already. The row is durable before this returns: on PostgreSQL
+    committed by this process's group commit (``webhooks.groupcommit``, which raises
+    ``StoreFailed`` if it was not), elsewhere in autocommit, outside the request's
+    transaction.
     """
     known = event_["type"] in MEMBER_TYPES
     params = {
@@ -288,59 +334,14 @@ def _store_member_event(connection_id: int, event_: dict) -> tuple[int, str] | N
         "status": "received" if known else "ignored",
         "result": None if known else IGNORED_RESULT,
         "received_at": utcnow(),
-        "body": event_,
+        "body": stored_body(body, event_),
     }
-    engine = db.engine
+    engine = engine if engine is not None else db.engine
     if engine.dialect.name == "postgresql":
-        stored = _store_with_psycopg(engine, params)
-        if stored is not _FAILED:
-            return stored
+        return committer_for(engine, IGNORED_RESULT).store(params)
+    params["body"] = json.loads(params["body"])
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         row = conn.execute(_store_statement(engine.dialect.name), params).first()
-    return (row[0], row[1]) if row is not None else None
-
-
-_FAILED = object()
-
-
-@functools.cache
-def _psycopg_store_statement() -> tuple[str, dict]:
-    """The store statement as psycopg takes it: its SQL, and the values it fixes itself."""
-    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-
-    compiled = _store_statement("postgresql").compile(dialect=PGDialect_psycopg())
-    return compiled.string, dict(compiled.params)
-
-
-def _store_with_psycopg(engine, params: dict):
-    """The store on a pooled connection's psycopg connection, without SQLAlchemy's
-    execute path (two thirds of an accepted webhook's cost: bench/webhook_ingest.py).
-
-    On any database error the connection is dropped from the pool and ``_FAILED`` is
-    returned: the caller then stores through SQLAlchemy, whose errors the app already
-    answers (a 503 for a database that is down).
-    """
-    import psycopg
-    from psycopg.types.json import Json
-
-    sql, fixed = _psycopg_store_statement()
-    try:
-        pooled = engine.raw_connection()  # a new connection's errors arrive unwrapped
-    except psycopg.Error:
-        return _FAILED
-    try:
-        driver = pooled.driver_connection
-        driver.autocommit = True
-        try:
-            row = driver.execute(sql, {**fixed, **params, "body": Json(params["body"])}).fetchone()
-        finally:
-            driver.autocommit = False
-    except psycopg.Error as exc:
-        log.info("webhook store through psycopg failed (%s): retried", type(exc).__name__)
-        pooled.invalidate()
-        return _FAILED
-    finally:
-        pooled.close()
     return (row[0], row[1]) if row is not None else None
 
 
