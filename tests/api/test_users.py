@@ -20,6 +20,7 @@ USER_FIELDS = {
     "user_id",
     "reference_id",
     "connection",
+    "provider_user_id",
     "whoop_user_id",
     "status",
     "status_reason",
@@ -92,6 +93,7 @@ def test_get_user(configured_app, api, member_link):
     assert body["user_id"] == uid and body["reference_id"] == "user-7"
     assert body["connection"] == "production"
     assert body["whoop_user_id"] == member.user_id
+    assert body["provider_user_id"] == str(member.user_id)
     assert body["status"] == "active" and body["status_reason"] is None
     assert body["provider"] == "whoop"
     assert body["scopes"] == SCOPE.split() and body["revoked_at"] is None

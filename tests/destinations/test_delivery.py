@@ -63,6 +63,7 @@ def test_delivery_to_a_loopback_receiver_verifies_with_the_documented_scheme(pri
         "provider": "whoop",
         "user_id": link_uid,
         "reference_id": "user-555",
+        "provider_user_id": "555",
         "whoop_user_id": 555,
     }
     assert event["data"] == {"scopes": "read:sleep"}
@@ -260,6 +261,7 @@ def test_data_events_carry_normalised_indicators(private_ok, receiver):
     event = json.loads(receiver.requests[0]["body"])
     assert event["type"] == "recovery"
     assert event["data"]["whoop_id"] == "ecfc6a15-4661-442f-a9a4-f160dd7afae8"
+    assert event["data"]["id"] == event["data"]["whoop_id"]  # the provider-neutral name
     indicators = {i["name"]: (i["value"], i["unit"]) for i in event["data"]["indicators"]}
     assert indicators["recovery_score"] == (44, "%")
     assert indicators["hrv_rmssd"] == (31.8, "ms")

@@ -95,6 +95,7 @@ def test_pings_carry_ids_only_and_full_destinations_keep_full_events(
     # What the backend needs to read the record through the API: its type and WHOOP id.
     assert data_ping["data"] == {
         "record_type": "recovery",
+        "id": "ecfc6a15-4661-442f-a9a4-f160dd7afae8",
         "whoop_id": "ecfc6a15-4661-442f-a9a4-f160dd7afae8",
     }
     assert life_ping["data"] is None and life_ping["type"] == "auth.success"
@@ -102,6 +103,7 @@ def test_pings_carry_ids_only_and_full_destinations_keep_full_events(
     assert (data_full["id"], data_full["created_at"]) == (data_ping["id"], data_ping["created_at"])
     assert life_full["id"] == life_ping["id"]
     assert "mode" not in data_full and data_full["user"]["whoop_user_id"] == 10001
+    assert data_full["user"]["provider_user_id"] == "10001"
     names = {i["name"] for i in data_full["data"]["indicators"]}
     assert {"recovery_score", "hrv_rmssd"} <= names
     # No health data anywhere in a ping's bytes.

@@ -25,6 +25,7 @@ _USER = {
         "user_id",
         "reference_id",
         "connection",
+        "provider_user_id",
         "whoop_user_id",
         "status",
         "scopes",
@@ -35,7 +36,15 @@ _USER = {
         "user_id": {"type": "string", "pattern": rules.USER_ID},
         "reference_id": {"type": "string"},
         "connection": {"type": "string"},
-        "whoop_user_id": {"type": "integer", "format": "int64"},
+        "provider_user_id": {
+            "type": "string",
+            "description": "The member's user id at the provider (at WHOOP: its user id).",
+        },
+        "whoop_user_id": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The same as provider_user_id, kept for existing clients.",
+        },
         "status": {
             "type": "string",
             "enum": ["active", "reauth_required", "revoked", "error", "erasing"],

@@ -67,6 +67,7 @@ def link_json(link: Link) -> dict:
         "user_id": link.uid,
         "reference_id": link.reference_id,
         "connection": connection.environment,
+        "provider_user_id": str(link.whoop_user_id),
         "whoop_user_id": link.whoop_user_id,
         "status": link.status,
         "status_reason": link.status_reason,

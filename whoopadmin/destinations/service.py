@@ -239,7 +239,7 @@ def delete_destination(actor, destination: Destination) -> None:
 
 
 # What a ping keeps of an event's data: identifiers only, never health data.
-PING_DATA_KEYS = ("record_type", "whoop_id", "destination_id")
+PING_DATA_KEYS = ("record_type", "id", "whoop_id", "destination_id")
 
 
 def _payload(
@@ -250,6 +250,7 @@ def _payload(
     if link is not None:
         user = {"provider": PROVIDER, "user_id": link.uid, "reference_id": link.reference_id}
         if mode == "full":
+            user["provider_user_id"] = str(link.whoop_user_id)
             user["whoop_user_id"] = link.whoop_user_id
     document = {
         "id": event_id,
@@ -378,7 +379,8 @@ def record_data(kind: str, record: dict, user_id: int | None) -> dict:
     return {
         "provider": PROVIDER,
         "record_type": type_,
-        "whoop_id": whoop_id,
+        "id": whoop_id,
+        "whoop_id": whoop_id,  # the same as "id", kept for existing backends
         "start": record.get("start"),
         "end": record.get("end"),
         "timezone_offset": record.get("timezone_offset"),
