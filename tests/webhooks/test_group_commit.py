@@ -65,6 +65,17 @@ def test_concurrent_posts_are_each_stored_once(hook):
     assert outcomes.count("accepted") == 120 and outcomes.count("duplicate") == 20
 
 
+def test_requests_beyond_one_statement_wait_for_their_own_batch(hook, monkeypatch):
+    """More rows than one statement takes: the rest go in the next batch, and their
+    requests are answered from that batch's outcome, not the first one's."""
+    monkeypatch.setattr(groupcommit, "MAX_BATCH", 3)
+    bodies = [hook.body(trace_id=f"over-{n}", id=f"obj-{n}") for n in range(60)]
+    answers = post_many(hook, bodies)
+    assert {status for _, status, _ in answers} == {200}
+    assert [json.loads(text)["status"] for _, _, text in answers] == ["accepted"] * 60
+    assert sorted(stored(hook.app)) == sorted(trace for trace, _, _ in answers)
+
+
 def test_the_raw_body_is_stored(hook):
     body = b'{"user_id": %d, "id": 7, "type": "sleep.updated", "trace_id": "raw-1", "extra": 1.50}'
     assert hook.post(body % USER).status_code == 200

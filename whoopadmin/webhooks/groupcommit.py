@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,20 @@ class Committer:
         with self._lock:
             batch = self._batch
             batch.rows.append(row)
+            row["batch"] = batch  # moved to the next batch if this one overflows
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="whoopadmin-webhook-commit", daemon=True
                 )
                 self._thread.start()
             self._lock.notify()
-        if not batch.done.wait(WAIT_SECONDS):
-            raise StoreFailed("timed out waiting for the group commit")
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:  # until the batch that holds the row is done
+            if not batch.done.wait(max(0.0, deadline - time.monotonic())):
+                raise StoreFailed("timed out waiting for the group commit")
+            if row["batch"] is batch:
+                break
+            batch = row["batch"]
         if batch.error is not None or row.get("failed"):
             raise StoreFailed(
                 type(batch.error).__name__ if batch.error else "refused"
@@ -112,6 +119,8 @@ class Committer:
                     rest = _Batch()
                     rest.rows = batch.rows[MAX_BATCH:]
                     batch.rows = batch.rows[:MAX_BATCH]
+                    for moved in rest.rows:  # their requests wait for ``rest`` instead
+                        moved["batch"] = rest
                     self._batch = rest
                 else:
                     self._batch = _Batch()
