@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from whoopadmin import audit
 from whoopadmin.audit import utcnow
+from whoopadmin.data import service as data_service
 from whoopadmin.extensions import db
 from whoopadmin.sync.models import WhoopRecord
 from whoopadmin.whoop import normalise as norm
@@ -47,13 +48,7 @@ EXTENSIONS = {"csv": "zip", "ndjson": "ndjson", "fhir": "fhir.json"}
 BATCH = 500
 
 # Export types (provider-neutral, as the API names them) → the stored record type.
-TYPES = {
-    "sleep": "sleep",
-    "recovery": "recovery",
-    "cycle": "cycle",
-    "workout": "workout",
-    "body": "body_measurement",
-}
+TYPES = data_service.TYPES
 
 # The indicator columns of each type's CSV, in this order (tests check they cover
 # ``normalise.INDICATORS`` exactly, so a new indicator cannot be left out silently).
