@@ -198,7 +198,13 @@ def main() -> None:
             ),
         }
 
-        watch = sa.create_engine(url, poolclass=sa.pool.NullPool).connect()
+        # Autocommit: each reading of the backends sees the current ones, not the snapshot
+        # its first read took.
+        watch = (
+            sa.create_engine(url, poolclass=sa.pool.NullPool)
+            .connect()
+            .execution_options(isolation_level="AUTOCOMMIT")
+        )
         local_db = sa.make_url(url).host in (None, "", "127.0.0.1", "localhost", "::1")
 
         def db_pids() -> set[int]:
@@ -211,10 +217,10 @@ def main() -> None:
             return {pid for (pid,) in rows}
 
         def measure(paths: list[str], marker: str) -> tuple[list[float], float, float | None]:
-            timed(http, base, paths[: args.warmup], marker)
+            timed(http, base, paths[: args.warmup], [marker] * len(paths[: args.warmup]))
             apps, dbs = child_pids(server.pid), db_pids()
             app0, db0 = cpu_seconds(apps), cpu_seconds(dbs)
-            times = timed(http, base, paths[args.warmup :], marker)
+            times = timed(http, base, paths[args.warmup :], [marker] * len(paths[args.warmup :]))
             app_ms = (cpu_seconds(apps) - app0) * 1000 / len(times)
             db_ms = (cpu_seconds(dbs | db_pids()) - db0) * 1000 / len(times) if dbs else None
             return times, app_ms, db_ms
