@@ -51,6 +51,14 @@ def _gone_or_missing(user_id: str):
     return error(404, "not_found", "No such user.")
 
 
+def visible_or_gone(user_id: str):
+    """(link, None) for a user this key sees; else (None, the 410 or 404 answer)."""
+    link = visible_link(user_id)
+    if link is None:
+        return None, _gone_or_missing(user_id)
+    return link, None
+
+
 def _flag(name: str) -> bool | None:
     """A boolean query flag, exactly ``true`` or ``false`` as the document says (None when
     absent); ValueError otherwise."""
@@ -74,9 +82,9 @@ def erase_user(user_id: str):
                 "grace_days",
             )
         grace = int(grace)
-    link = visible_link(user_id)
-    if link is None:
-        return _gone_or_missing(user_id)
+    link, missing = visible_or_gone(user_id)
+    if missing is not None:
+        return missing
     try:
         erasure = service.request_erasure(current_key(), link, grace)
     except service.ErasureError as exc:
@@ -90,9 +98,9 @@ def get_erasure(user_id: str):
     """The user's latest erasure request (404 if there never was one)."""
     if bad := _bad_user_id(user_id):
         return bad
-    link = visible_link(user_id)
-    if link is None:
-        return _gone_or_missing(user_id)
+    link, missing = visible_or_gone(user_id)
+    if missing is not None:
+        return missing
     erasure = service.latest_for(link)
     if erasure is None:
         return error(404, "no_erasure", "No erasure was ever requested for this user.")
@@ -105,9 +113,9 @@ def cancel_erasure(user_id: str):
     """Undo the user's scheduled erasure during its grace period."""
     if bad := _bad_user_id(user_id):
         return bad
-    link = visible_link(user_id)
-    if link is None:
-        return _gone_or_missing(user_id)
+    link, missing = visible_or_gone(user_id)
+    if missing is not None:
+        return missing
     erasure = service.pending_for(link)
     if erasure is None:
         return error(409, "not_scheduled", "No erasure of this user is scheduled.")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from flask import Response, request, stream_with_context
 
-from whoopadmin.api.access import api_key_required, current_key, error, visible_link
+from whoopadmin.api.access import api_key_required, current_key, error
 from whoopadmin.api.views import _bad_user_id, bp
-from whoopadmin.erasure.api import _gone_or_missing
+from whoopadmin.erasure.api import visible_or_gone
 from whoopadmin.exports import service
 
 
@@ -39,9 +39,9 @@ def export_user(user_id: str):
             f"format must be one of {', '.join(service.FORMATS)}.",
             "format",
         )
-    link = visible_link(user_id)
-    if link is None:
-        return _gone_or_missing(user_id)
+    link, missing = visible_or_gone(user_id)
+    if missing is not None:
+        return missing
     try:
         subject, fmt = service.begin(current_key(), link, fmt)
     except service.ExportError as exc:
