@@ -125,6 +125,22 @@ def _batches(step, max_batches: int) -> tuple[int, bool]:
     return total, False
 
 
+def _id_step(model, old_ids, before=None):
+    """A batch step: delete the rows ``old_ids`` selects (after ``before(ids)``), commit."""
+
+    def step() -> int:
+        ids = db.session.scalars(old_ids).all()
+        if not ids:
+            return 0
+        if before is not None:
+            before(ids)
+        removed = db.session.execute(delete(model).where(model.id.in_(ids)))
+        db.session.commit()
+        return removed.rowcount or 0
+
+    return step
+
+
 def enforce(
     connection: Connection,
     now: datetime | None = None,
@@ -188,14 +204,7 @@ def enforce(
             .limit(batch)
         )
 
-        def event_step() -> int:
-            ids = db.session.scalars(old_events).all()
-            if not ids:
-                return 0
-            removed = db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
-            db.session.commit()
-            return removed.rowcount or 0
-
+        event_step = _id_step(WebhookEvent, old_events)
         counts["webhook_events"], done = _batches(event_step, max_batches)
         complete &= done
 
@@ -211,18 +220,13 @@ def enforce(
             .limit(batch)
         )
 
-        def delivery_step() -> int:
-            ids = db.session.scalars(old_deliveries).all()
-            if not ids:
-                return 0
+        def unlink_resends(ids) -> None:
             # A re-send of a removed delivery keeps going; it only loses the back-reference.
             db.session.execute(
                 update(Delivery).where(Delivery.resend_of_id.in_(ids)).values(resend_of_id=None)
             )
-            removed = db.session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
-            db.session.commit()
-            return removed.rowcount or 0
 
+        delivery_step = _id_step(Delivery, old_deliveries, unlink_resends)
         counts["deliveries"], done = _batches(delivery_step, max_batches)
         complete &= done
 
